@@ -1,0 +1,15 @@
+//! Tether's invocation filters, as tower layers.
+//!
+//! A filter is a plain `tower::Layer` over the message service: it sees the
+//! whole reified [`Message`](tether_semantics::Message) (target, selector,
+//! arguments, context) and the reply. Any tower middleware is a filter too;
+//! these are the ones Tether ships.
+//!
+//! | filter | what it does |
+//! |---|---|
+//! | [`logging`] | a `tracing` span per call: node, object, view, method, principal, transaction, outcome, latency |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod logging;
+
+pub use logging::LoggingLayer;

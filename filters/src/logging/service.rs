@@ -1,0 +1,103 @@
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tether_semantics::Message;
+use tower::Service;
+use tracing::{Level, Span, field};
+
+use super::ResponseFuture;
+use super::future::Log;
+
+/// Logs each call that passes through it; see the [module](super) docs.
+#[derive(Clone, Debug)]
+pub struct Logging<S> {
+    inner: S,
+    level: Level,
+}
+
+impl<S> Logging<S> {
+    /// Logs calls to `inner` at `level`.
+    pub fn new(inner: S, level: Level) -> Self {
+        Logging { inner, level }
+    }
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+macro_rules! call_span {
+    ($level:expr, $m:expr) => {
+        tracing::span!(
+            $level,
+            "tether.call",
+            node = %$m.target().node(),
+            object = %$m.target().object(),
+            view = $m.target().view(),
+            method = %$m.method_path(),
+            chain = %$m.context().chain(),
+            principal = field::Empty,
+            tx = field::Empty,
+        )
+    };
+}
+
+fn span_for(level: Level, message: &Message) -> Span {
+    // A span's level is fixed at its call site, hence one site per level.
+    let span = match level {
+        Level::TRACE => call_span!(Level::TRACE, message),
+        Level::DEBUG => call_span!(Level::DEBUG, message),
+        Level::INFO => call_span!(Level::INFO, message),
+        Level::WARN => call_span!(Level::WARN, message),
+        _ => call_span!(Level::ERROR, message),
+    };
+    if !span.is_disabled() {
+        let ctx = message.context();
+        if let Some(p) = ctx.principal() {
+            span.record("principal", field::display(p));
+        }
+        if let Some(tx) = ctx.transaction() {
+            span.record("tx", field::display(tx));
+        }
+    }
+    span
+}
+
+impl<S> Service<Message> for Logging<S>
+where
+    S: Service<Message>,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, message: Message) -> Self::Future {
+        let span = span_for(self.level, &message);
+        if span.is_disabled() {
+            return ResponseFuture::new(self.inner.call(message), None);
+        }
+        let start = Instant::now();
+        let inner = span.in_scope(|| self.inner.call(message));
+        ResponseFuture::new(
+            inner,
+            Some(Log {
+                span,
+                start,
+                level: self.level,
+            }),
+        )
+    }
+}

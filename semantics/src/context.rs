@@ -1,0 +1,297 @@
+//! The call context: who calls, along which chain, under which transaction,
+//! until when.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+tokio::task_local! {
+    static CURRENT: Context;
+}
+
+/// Everything a call carries besides its target, selector and arguments.
+///
+/// Filters read and change it (an access filter reads the
+/// [`principal`](Context::principal), a transaction filter sets the
+/// [`transaction`](Context::transaction)). While a callee runs, its context
+/// is the task's *current* context, and every call the callee makes
+/// inherits it: the same call chain, transaction, deadline, trace and
+/// principal. That is how a re-entrant lock recognises a callback and how a
+/// transaction spans nested calls.
+///
+/// A caller sets a deadline or a principal for the calls in a block with
+/// [`Context::scope`]:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::{Duration, Instant};
+/// use tether_semantics::Context;
+///
+/// let ctx = Context::new().with_deadline(Instant::now() + Duration::from_secs(1));
+/// let chain = ctx.chain();
+/// ctx.scope(async move {
+///     // Calls made here carry the deadline and the same chain id.
+///     assert_eq!(Context::for_call().chain(), chain);
+/// })
+/// .await;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Context {
+    principal: Option<Principal>,
+    chain: ChainId,
+    transaction: Option<TransactionId>,
+    deadline: Option<Instant>,
+    trace: Option<TraceId>,
+}
+
+impl Context {
+    /// A fresh context: anonymous, a new call chain, no transaction, no
+    /// deadline, no trace.
+    pub fn new() -> Self {
+        Context {
+            principal: None,
+            chain: ChainId::fresh(),
+            transaction: None,
+            deadline: None,
+            trace: None,
+        }
+    }
+
+    /// The context for a call made now: the task's current context if the
+    /// task runs inside a call or a [`scope`](Context::scope), a fresh one
+    /// otherwise.
+    pub fn for_call() -> Self {
+        CURRENT.try_with(Context::clone).unwrap_or_else(|_| Context::new())
+    }
+
+    /// The task's current context, if it runs inside a call or a scope.
+    pub fn current() -> Option<Self> {
+        CURRENT.try_with(Context::clone).ok()
+    }
+
+    /// Runs `future` with this context as the current one.
+    pub async fn scope<F: Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
+    }
+
+    /// Who calls; `None` is anonymous.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+    /// The call chain this call belongs to.
+    pub fn chain(&self) -> ChainId {
+        self.chain
+    }
+    /// The transaction the call runs in, if any.
+    pub fn transaction(&self) -> Option<TransactionId> {
+        self.transaction
+    }
+    /// When the call must have completed.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+    /// The trace the call belongs to.
+    pub fn trace(&self) -> Option<TraceId> {
+        self.trace
+    }
+
+    /// Sets who calls.
+    pub fn set_principal(&mut self, principal: Option<Principal>) {
+        self.principal = principal;
+    }
+    /// Joins a call chain.
+    pub fn set_chain(&mut self, chain: ChainId) {
+        self.chain = chain;
+    }
+    /// Sets or clears the transaction.
+    pub fn set_transaction(&mut self, transaction: Option<TransactionId>) {
+        self.transaction = transaction;
+    }
+    /// Sets or clears the deadline. A deadline only ever gets earlier along
+    /// a chain: use [`tighten_deadline`](Context::tighten_deadline) to keep
+    /// that.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+    /// Sets the deadline to `deadline` unless the current one is earlier.
+    pub fn tighten_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
+    }
+    /// Sets or clears the trace.
+    pub fn set_trace(&mut self, trace: Option<TraceId>) {
+        self.trace = trace;
+    }
+
+    /// Builder form of [`set_principal`](Context::set_principal).
+    pub fn with_principal(mut self, principal: Principal) -> Self {
+        self.principal = Some(principal);
+        self
+    }
+    /// Builder form of [`tighten_deadline`](Context::tighten_deadline).
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.tighten_deadline(deadline);
+        self
+    }
+    /// Builder form of [`set_transaction`](Context::set_transaction).
+    pub fn with_transaction(mut self, transaction: TransactionId) -> Self {
+        self.transaction = Some(transaction);
+        self
+    }
+    /// Builder form of [`set_trace`](Context::set_trace).
+    pub fn with_trace(mut self, trace: TraceId) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An authenticated caller: a name and the roles it holds.
+///
+/// Cheap to clone. Compared by name and roles.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Principal(Arc<PrincipalInner>);
+
+#[derive(PartialEq, Eq, Hash)]
+struct PrincipalInner {
+    name: Box<str>,
+    roles: Box<[Box<str>]>,
+}
+
+impl Principal {
+    /// A principal called `name` with `roles`.
+    ///
+    /// ```
+    /// use tether_semantics::Principal;
+    /// let p = Principal::new("alice", ["teller"]);
+    /// assert!(p.has_role("teller"));
+    /// assert!(!p.has_role("auditor"));
+    /// ```
+    pub fn new<R: Into<Box<str>>>(
+        name: impl Into<Box<str>>,
+        roles: impl IntoIterator<Item = R>,
+    ) -> Self {
+        Principal(Arc::new(PrincipalInner {
+            name: name.into(),
+            roles: roles.into_iter().map(Into::into).collect(),
+        }))
+    }
+    /// The principal's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The roles it holds.
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.0.roles.iter().map(|r| &**r)
+    }
+    /// Whether it holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles().any(|r| r == role)
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("name", &self.name())
+            .field("roles", &self.0.roles)
+            .finish()
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Identifies one chain of calls: a top-level call and every call made on
+/// its behalf, on any node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChainId(pub u64);
+
+impl ChainId {
+    /// A chain id not handed out before by this process, and unlikely to
+    /// collide with another process's (the counter starts at a random
+    /// point).
+    pub fn fresh() -> Self {
+        static BASE: OnceLock<u64> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let base = *BASE.get_or_init(random_u64);
+        ChainId(base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl fmt::Display for ChainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Identifies a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransactionId(pub u64);
+
+impl fmt::Display for TransactionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tx-{:016x}", self.0)
+    }
+}
+
+/// Identifies a distributed trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceId(pub u128);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// 64 random bits from the standard library's per-process hash keys.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_chains_differ() {
+        assert_ne!(ChainId::fresh(), ChainId::fresh());
+    }
+
+    #[test]
+    fn deadlines_only_tighten() {
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_secs(5);
+        let mut ctx = Context::new().with_deadline(now);
+        ctx.tighten_deadline(later);
+        assert_eq!(ctx.deadline(), Some(now));
+    }
+
+    #[tokio::test]
+    async fn scope_is_inherited_and_ends() {
+        assert!(Context::current().is_none());
+        let ctx = Context::new().with_transaction(TransactionId(7));
+        let chain = ctx.chain();
+        ctx.scope(async move {
+            let inner = Context::for_call();
+            assert_eq!(inner.chain(), chain);
+            assert_eq!(inner.transaction(), Some(TransactionId(7)));
+        })
+        .await;
+        assert!(Context::current().is_none());
+        assert_ne!(Context::for_call().chain(), chain);
+    }
+}

@@ -1,0 +1,84 @@
+//! The core of Tether: reified messages, views, references and the node.
+//!
+//! A method call on a typed stub becomes a [`Message`] (target, selector,
+//! arguments, [`Context`]). The [`Ref`] it is made through points at one
+//! [`View`] of an exposed object; the view, chosen by the object's owner,
+//! decides the call's semantics: an [`Abstraction`] per method (how the
+//! caller waits) and a stack of filters (`tower` layers around the
+//! message). The [`Node`] holds exposed objects and publishes references
+//! under names.
+//!
+//! Most users depend on the `tether` crate, which re-exports this one with
+//! the abstractions, the filters and the interface macro.
+//!
+//! # A call through a view, by hand
+//!
+//! The interface macro generates what is written out here: an interface
+//! marker with its descriptor, and a skeleton that dispatches messages.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tether_semantics::*;
+//!
+//! struct Adder;
+//!
+//! struct AdderInterface;
+//! const ADD: Selector = Selector::new("add");
+//! impl Interface for AdderInterface {
+//!     const DESCRIPTOR: &'static InterfaceDescriptor = &InterfaceDescriptor::new(
+//!         "Adder",
+//!         &[MethodDescriptor::new(ADD, &[], "u64", None)],
+//!         0xadd,
+//!     );
+//! }
+//! impl Serve<Adder> for AdderInterface {
+//!     fn dispatch(_: &Arc<Adder>, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
+//!         let (a, b) = *message.args().args::<(u64, u64)>().unwrap();
+//!         Box::pin(async move { Ok(Value::new(a + b)) })
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let node = Node::new();
+//! let exposed = node.expose(Adder).with_view("calc", View::<AdderInterface>::new()).unwrap();
+//! let reference = exposed.view("calc").unwrap();
+//! assert_eq!(reference, exposed.view("calc").unwrap(), "same view, equal references");
+//! let args = Value::new(());
+//! # let _ = args;
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod abstraction;
+mod call;
+mod context;
+mod error;
+mod interface;
+mod message;
+mod node;
+mod reference;
+mod selector;
+mod value;
+mod view;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use abstraction::{Abstraction, AbstractionKind, Dispatched, Outgoing};
+pub use call::Call;
+pub use context::{ChainId, Context, Principal, TraceId, TransactionId};
+pub use error::{Detail, Error, ErrorKind};
+pub use interface::{Interface, InterfaceDescriptor, Method, MethodDescriptor, Param, Serve};
+pub use message::{Message, MethodPath, Target};
+pub use node::{Exposed, Node, NodeId, Object, ObjectId, ServiceObject, Skeleton};
+pub use reference::{Client, Delivery, Invoke, Ref};
+pub use selector::{Selector, selector_id};
+pub use value::Value;
+pub use view::{Backing, Filters, MethodView, View, ViewDescriptor, ViewError};
+
+/// A boxed, sendable future: what the erased parts of a call return.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The error type of arbitrary tower middleware.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

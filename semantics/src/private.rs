@@ -1,0 +1,200 @@
+//! The contract between the interface macro and the runtime.
+//!
+//! Everything generated code touches is here, under fully qualified paths,
+//! so generated code compiles inside `#![no_implicit_prelude]`. Not a
+//! public API: it changes with the macro.
+
+use std::any::Any;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use std::boxed::Box;
+pub use std::sync::Arc;
+
+pub use crate::interface::{InterfaceDescriptor, MethodDescriptor, Param};
+pub use crate::{
+    BoxFuture, Call, Client, Context, Detail, Error, Interface, Message, Method, Ref, Selector,
+    Serve, Value, View,
+};
+pub use serde;
+
+/// The stub's side of a method returning `R`.
+pub fn call<A, R>(
+    target: &Ref,
+    selector: Selector,
+    args: A,
+    cloner: Option<fn(&A) -> Option<A>>,
+) -> Call<R>
+where
+    A: Any + Send,
+    R: Any + Send,
+{
+    let dispatched = target.call(selector, Value::call::<A, R>(args, cloner), Context::for_call());
+    Call::new(dispatched, Value::into_result::<A, R>, keep)
+}
+
+/// The stub's side of a method returning `Result<T, E>`.
+pub fn call_fallible<A, T, E>(
+    target: &Ref,
+    selector: Selector,
+    args: A,
+    cloner: Option<fn(&A) -> Option<A>>,
+) -> Call<T, E>
+where
+    A: Any + Send,
+    T: Any + Send,
+    E: Any + Send,
+{
+    let dispatched = target.call(selector, Value::call::<A, T>(args, cloner), Context::for_call());
+    Call::new(dispatched, Value::into_result::<A, T>, Error::downcast_callee::<E>)
+}
+
+fn keep(e: Error) -> Error {
+    e
+}
+
+/// The skeleton's side of every method: runs `body` on the message's
+/// arguments with the message's context as the task's current context,
+/// turns a panic into [`ErrorKind::Failed`](crate::ErrorKind::Failed), and
+/// ends the call at its deadline.
+pub async fn run<F, Fut>(message: Message, body: F) -> Result<Value, Error>
+where
+    F: FnOnce(Value) -> Fut,
+    Fut: Future<Output = Result<Value, Error>> + Send,
+{
+    let method = message.method_path();
+    let (_, _, args, context) = message.into_parts();
+    let deadline = context.deadline();
+    let body = context.scope(AssertUnwindSafe(body(args)).catch_unwind());
+    let outcome = match deadline {
+        None => body.await,
+        Some(deadline) => {
+            if Instant::now() >= deadline {
+                return Err(deadline_exceeded(method));
+            }
+            match tokio::time::timeout_at(deadline.into(), body).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Err(deadline_exceeded(method)),
+            }
+        }
+    };
+    outcome.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string payload".to_string());
+        Err(Error::new(
+            crate::ErrorKind::Failed,
+            format!("{method} panicked: {what}"),
+        ))
+    })
+}
+
+fn deadline_exceeded(method: crate::MethodPath) -> Error {
+    Error::new(
+        crate::ErrorKind::DeadlineExceeded,
+        format!("{method} did not complete before the call's deadline"),
+    )
+}
+
+/// Takes the argument tuple `A` out of the message's arguments.
+pub fn take_args<A: Any + Send, R: Any + Send>(args: &mut Value) -> Result<A, Error> {
+    args.take_args::<A, R>().ok_or_else(|| {
+        Error::new(
+            crate::ErrorKind::BadArguments,
+            format!(
+                "expected arguments {}, got {}",
+                std::any::type_name::<A>(),
+                args.type_name()
+            ),
+        )
+    })
+}
+
+/// The reply of a method returning `R`.
+pub fn reply<A: Any + Send, R: Any + Send>(slot: Value, result: R) -> Result<Value, Error> {
+    Ok(slot.put_result::<A, R>(result))
+}
+
+/// The reply of a method returning `Result<T, E>`.
+pub fn reply_fallible<A: Any + Send, T: Any + Send, E: Any + Send>(
+    slot: Value,
+    result: Result<T, E>,
+    method: &'static str,
+) -> Result<Value, Error> {
+    match result {
+        Ok(t) => Ok(slot.put_result::<A, T>(t)),
+        Err(e) => Err(Error::callee_failed(
+            Value::new(e),
+            format!("{method} returned an error"),
+        )),
+    }
+}
+
+/// The reply to a selector the interface does not have.
+pub fn unknown_method(message: Message) -> BoxFuture<'static, Result<Value, Error>> {
+    let e = Error::new(
+        crate::ErrorKind::UnknownMethod,
+        format!(
+            "{} has no method with selector {:08x}",
+            message.target().interface().name(),
+            message.selector().id()
+        ),
+    );
+    Box::pin(async move { Err(e) })
+}
+
+/// Checks at compile time that a parameter or result type can travel.
+pub const fn assert_wire_type<T: Serialize + DeserializeOwned + Send + 'static>() {}
+
+/// Picks how a multicast copies an argument tuple: `Clone` when the type
+/// has it (autoref specialization), otherwise a postcard round trip.
+#[derive(Debug)]
+pub struct Probe<T>(PhantomData<T>);
+
+impl<T> Probe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+impl<T> Default for Probe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Chosen when `T: Clone`.
+pub trait ViaClone<T> {
+    /// The copier.
+    fn cloner(&self) -> Option<fn(&T) -> Option<T>>;
+}
+
+impl<T: Clone> ViaClone<T> for Probe<T> {
+    fn cloner(&self) -> Option<fn(&T) -> Option<T>> {
+        Some(|t| Some(t.clone()))
+    }
+}
+
+/// Chosen otherwise.
+pub trait ViaSerde<T> {
+    /// The copier.
+    fn cloner(&self) -> Option<fn(&T) -> Option<T>>;
+}
+
+impl<T: Serialize + DeserializeOwned> ViaSerde<T> for &Probe<T> {
+    fn cloner(&self) -> Option<fn(&T) -> Option<T>> {
+        Some(|t| {
+            let bytes = postcard::to_allocvec(t).ok()?;
+            postcard::from_bytes(&bytes).ok()
+        })
+    }
+}

@@ -1,0 +1,298 @@
+//! References: a caller's handle on one view of one object.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use tower::{Layer, Service};
+
+use crate::view::{Erased, ErasedStack, ViewSlot};
+use crate::{
+    Abstraction, BoxError, BoxFuture, Context, Dispatched, Error, ErrorKind, Interface,
+    InterfaceDescriptor, Message, Outgoing, Selector, Target, Value, ViewDescriptor,
+};
+
+/// A reference to one view of one object.
+///
+/// Calls through a reference use the view's semantics: its abstraction for
+/// the method and its filters. Two references to the same view of the same
+/// object are equal (and hash alike), however they were obtained; a
+/// reference keeps the object alive. Cheap to clone.
+///
+/// Typed stubs wrap a `Ref`; [`Ref::call`] is the untyped call they make.
+#[derive(Clone)]
+pub struct Ref(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    Local(Arc<ViewSlot>),
+    Custom(Arc<dyn Invoke>),
+}
+
+/// Something a [`Ref`] can point at besides a local view: a multicast
+/// group, a reference with caller-side filters, a remote object.
+///
+/// A call goes in two steps so that the receiver's semantics cannot be
+/// bypassed: [`resolve`](Invoke::resolve) says which abstraction the
+/// receiver chose for the method, then [`deliver`](Invoke::deliver) carries
+/// the message to the receiver's filters.
+pub trait Invoke: Send + Sync + 'static {
+    /// The interface the target offers.
+    fn interface(&self) -> &'static InterfaceDescriptor;
+
+    /// The target messages are addressed to.
+    fn target(&self) -> Target;
+
+    /// The abstraction the receiver chose for `selector` (`None`: sync), or
+    /// why the method cannot be called.
+    fn resolve(&self, selector: Selector) -> Result<Option<Arc<dyn Abstraction>>, Error>;
+
+    /// Delivers `message` to the receiver; completes with the reply.
+    fn deliver(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>>;
+
+    /// What the target offers.
+    fn describe(&self) -> Result<ViewDescriptor, Error>;
+}
+
+impl Ref {
+    pub(crate) fn local(slot: Arc<ViewSlot>) -> Self {
+        Ref(Inner::Local(slot))
+    }
+
+    /// A reference to a custom target.
+    pub fn from_invoke(target: Arc<dyn Invoke>) -> Self {
+        Ref(Inner::Custom(target))
+    }
+
+    /// The interface the referenced view offers.
+    pub fn interface(&self) -> &'static InterfaceDescriptor {
+        match &self.0 {
+            Inner::Local(slot) => slot.interface,
+            Inner::Custom(c) => c.interface(),
+        }
+    }
+
+    /// The target messages through this reference are addressed to.
+    pub fn target(&self) -> Target {
+        match &self.0 {
+            Inner::Local(slot) => Target(Arc::clone(slot)),
+            Inner::Custom(c) => c.target(),
+        }
+    }
+
+    /// What the view offers now: its methods and their abstractions.
+    pub fn describe(&self) -> Result<ViewDescriptor, Error> {
+        match &self.0 {
+            Inner::Local(slot) => slot.describe(),
+            Inner::Custom(c) => c.describe(),
+        }
+    }
+
+    /// Calls the method `selector` with `args`, using the semantics the
+    /// view gives it.
+    ///
+    /// Typed stubs call this; `args` is the argument tuple in a call slot.
+    pub fn call(&self, selector: Selector, args: Value, context: Context) -> Dispatched {
+        match &self.0 {
+            Inner::Local(slot) => {
+                // One load of the current view serves the whole call: the
+                // abstraction and the filter stack come from the same view.
+                let current = slot.current.load();
+                let Some(view) = current.as_ref() else {
+                    return Dispatched::ready(Err(slot.unknown()));
+                };
+                let entry = match view.resolve(selector, slot) {
+                    Ok(entry) => entry,
+                    Err(e) => return Dispatched::ready(Err(e)),
+                };
+                let message = Message::new(Target(Arc::clone(slot)), selector, args, context);
+                let method = message.method_path();
+                let delivery = view.stack.call(message);
+                dispatch(entry.abstraction.as_ref(), Outgoing::new(delivery, method))
+            }
+            Inner::Custom(c) => {
+                let abstraction = match c.resolve(selector) {
+                    Ok(a) => a,
+                    Err(e) => return Dispatched::ready(Err(e)),
+                };
+                let message = Message::new(c.target(), selector, args, context);
+                let method = message.method_path();
+                let delivery = c.deliver(message);
+                dispatch(abstraction.as_ref(), Outgoing::new(delivery, method))
+            }
+        }
+    }
+
+    /// This reference with caller-side filters.
+    ///
+    /// The filters wrap the delivery of every call made through the
+    /// returned reference, inside the abstraction the receiver chose and
+    /// outside the receiver's own filters: a caller can decorate the
+    /// receiver's semantics (timeouts, retries, logging, credentials in the
+    /// context) but not bypass them. The returned reference is a new
+    /// reference, not equal to this one.
+    pub fn layer<L>(self, layer: L) -> Ref
+    where
+        L: Layer<Delivery>,
+        L::Service: Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        let stack = Box::new(Erased(layer.layer(Delivery(self.clone()))));
+        Ref::from_invoke(Arc::new(Layered { inner: self, stack }))
+    }
+
+    fn resolve(&self, selector: Selector) -> Result<Option<Arc<dyn Abstraction>>, Error> {
+        match &self.0 {
+            Inner::Local(slot) => {
+                let current = slot.current.load();
+                let view = current.as_ref().ok_or_else(|| slot.unknown())?;
+                Ok(view.resolve(selector, slot)?.abstraction.clone())
+            }
+            Inner::Custom(c) => c.resolve(selector),
+        }
+    }
+
+    fn deliver(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
+        match &self.0 {
+            Inner::Local(slot) => {
+                let current = slot.current.load();
+                match current.as_ref() {
+                    Some(view) => view.stack.call(message),
+                    None => {
+                        let e = slot.unknown();
+                        Box::pin(async move { Err(e) })
+                    }
+                }
+            }
+            Inner::Custom(c) => c.deliver(message),
+        }
+    }
+
+    fn addr(&self) -> *const () {
+        match &self.0 {
+            Inner::Local(slot) => Arc::as_ptr(slot).cast(),
+            Inner::Custom(c) => Arc::as_ptr(c).cast(),
+        }
+    }
+}
+
+fn dispatch(abstraction: Option<&Arc<dyn Abstraction>>, outgoing: Outgoing) -> Dispatched {
+    match abstraction {
+        None => Dispatched::pending(outgoing.reply()),
+        Some(a) => a.dispatch(outgoing),
+    }
+}
+
+impl PartialEq for Ref {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.addr(), other.addr())
+    }
+}
+
+impl Eq for Ref {}
+
+impl Hash for Ref {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.addr().hash(state);
+    }
+}
+
+impl fmt::Debug for Ref {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Inner::Local(slot) => write!(f, "Ref({:?})", Target(Arc::clone(slot))),
+            Inner::Custom(c) => write!(f, "Ref({:?}, custom)", c.target()),
+        }
+    }
+}
+
+/// The innermost service of a caller-side filter stack: delivers the
+/// message to the referenced view.
+#[derive(Clone, Debug)]
+pub struct Delivery(Ref);
+
+impl Service<Message> for Delivery {
+    type Response = Value;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Value, Error>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, message: Message) -> Self::Future {
+        self.0.deliver(message)
+    }
+}
+
+struct Layered {
+    inner: Ref,
+    stack: Box<dyn ErasedStack>,
+}
+
+impl Invoke for Layered {
+    fn interface(&self) -> &'static InterfaceDescriptor {
+        self.inner.interface()
+    }
+    fn target(&self) -> Target {
+        self.inner.target()
+    }
+    fn resolve(&self, selector: Selector) -> Result<Option<Arc<dyn Abstraction>>, Error> {
+        self.inner.resolve(selector)
+    }
+    fn deliver(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
+        self.stack.call(message)
+    }
+    fn describe(&self) -> Result<ViewDescriptor, Error> {
+        self.inner.describe()
+    }
+}
+
+/// A typed stub: what the interface macro generates (`AccountClient`).
+pub trait Client: Clone + Send + Sync + Sized + 'static {
+    /// The interface the stub calls.
+    type Interface: Interface;
+
+    #[doc(hidden)]
+    fn from_ref_unchecked(reference: Ref) -> Self;
+
+    /// The reference the stub calls through.
+    fn reference(&self) -> &Ref;
+
+    /// A stub for `reference`; fails with [`ErrorKind::Incompatible`] if
+    /// the reference offers another interface (their fingerprints differ).
+    fn from_ref(reference: Ref) -> Result<Self, Error> {
+        let want = Self::Interface::DESCRIPTOR;
+        let have = reference.interface();
+        if have.fingerprint() != want.fingerprint() {
+            return Err(Error::new(
+                ErrorKind::Incompatible,
+                format!(
+                    "the reference offers {} (fingerprint {:016x}), the client expects {} ({:016x})",
+                    have.name(),
+                    have.fingerprint(),
+                    want.name(),
+                    want.fingerprint()
+                ),
+            ));
+        }
+        Ok(Self::from_ref_unchecked(reference))
+    }
+
+    /// This stub with caller-side filters; see [`Ref::layer`].
+    fn layer<L>(&self, layer: L) -> Self
+    where
+        L: Layer<Delivery>,
+        L::Service: Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        Self::from_ref_unchecked(self.reference().clone().layer(layer))
+    }
+}

@@ -1,0 +1,260 @@
+//! Values: arguments and results as they travel inside one node.
+
+use std::any::{Any, TypeId, type_name};
+use std::fmt;
+
+/// An argument tuple or a result, type-erased but not serialized.
+///
+/// Inside one node a call's arguments travel as the typed Rust values the
+/// caller passed, boxed once; the callee takes them out by value and writes
+/// its result back into the same box, which then travels back as the reply.
+/// Nothing is encoded. Filters may inspect values with [`Value::args`] and
+/// [`Value::downcast_ref`] when they know the types.
+pub struct Value(Box<dyn Payload>);
+
+/// What a [`Value`] can hold: a plain value, or a call slot.
+trait Payload: Any + Send {
+    fn args_any(&self) -> Option<&dyn Any>;
+    fn result_any(&self) -> Option<&dyn Any>;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn try_clone(&self) -> Option<Value>;
+    fn type_name(&self) -> &'static str;
+    fn payload_type_id(&self) -> TypeId;
+}
+
+/// A plain value, such as a callee's error or a filter's own reply.
+struct Plain<T>(T);
+
+impl<T: Any + Send> Payload for Plain<T> {
+    fn args_any(&self) -> Option<&dyn Any> {
+        None
+    }
+    fn result_any(&self) -> Option<&dyn Any> {
+        Some(&self.0)
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn try_clone(&self) -> Option<Value> {
+        None
+    }
+    fn type_name(&self) -> &'static str {
+        type_name::<T>()
+    }
+    fn payload_type_id(&self) -> TypeId {
+        TypeId::of::<Self>()
+    }
+}
+
+/// One call's box: first the arguments `A`, then the result `R`.
+struct Slot<A, R> {
+    state: State<A, R>,
+    cloner: Option<fn(&A) -> Option<A>>,
+}
+
+enum State<A, R> {
+    Args(A),
+    Result(R),
+    Taken,
+}
+
+impl<A: Any + Send, R: Any + Send> Payload for Slot<A, R> {
+    fn args_any(&self) -> Option<&dyn Any> {
+        match &self.state {
+            State::Args(a) => Some(a),
+            _ => None,
+        }
+    }
+    fn result_any(&self) -> Option<&dyn Any> {
+        match &self.state {
+            State::Result(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn try_clone(&self) -> Option<Value> {
+        let (State::Args(args), Some(cloner)) = (&self.state, self.cloner) else {
+            return None;
+        };
+        let args = cloner(args)?;
+        Some(Value(Box::new(Slot::<A, R> {
+            state: State::Args(args),
+            cloner: self.cloner,
+        })))
+    }
+    fn type_name(&self) -> &'static str {
+        match self.state {
+            State::Args(_) => type_name::<A>(),
+            State::Result(_) => type_name::<R>(),
+            State::Taken => "<taken>",
+        }
+    }
+    fn payload_type_id(&self) -> TypeId {
+        TypeId::of::<Self>()
+    }
+}
+
+impl Value {
+    /// Wraps a plain value.
+    ///
+    /// ```
+    /// use tether_semantics::Value;
+    /// let v = Value::new(7_u64);
+    /// assert_eq!(v.downcast_ref::<u64>(), Some(&7));
+    /// assert_eq!(v.downcast::<u64>().ok(), Some(7));
+    /// ```
+    pub fn new<T: Any + Send>(value: T) -> Self {
+        Value(Box::new(Plain(value)))
+    }
+
+    /// The unit value, the reply of a method that returns `()`.
+    pub fn unit() -> Self {
+        Self::new(())
+    }
+
+    /// The name of the type held, for logs and errors.
+    pub fn type_name(&self) -> &'static str {
+        self.0.type_name()
+    }
+
+    /// The call's argument tuple, if this value holds arguments of type `A`.
+    ///
+    /// Arguments are a tuple in declaration order: `(a, b)` for two, `(a,)`
+    /// for one, `()` for none.
+    pub fn args<A: Any>(&self) -> Option<&A> {
+        self.0.args_any()?.downcast_ref()
+    }
+
+    /// The result or plain value held, if it is of type `T`.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.0.result_any()?.downcast_ref()
+    }
+
+    /// Takes the plain value out, if it is of type `T`.
+    pub fn downcast<T: Any>(self) -> Result<T, Self> {
+        if self.0.payload_type_id() == TypeId::of::<Plain<T>>() {
+            let any = self.0.into_any();
+            match any.downcast::<Plain<T>>() {
+                Ok(plain) => return Ok(plain.0),
+                Err(_) => unreachable!("type id checked above"),
+            }
+        }
+        Err(self)
+    }
+
+    /// A copy of a call's arguments, for sending one message to many
+    /// targets. `None` if this value is not an argument tuple, or if the
+    /// arguments could not be copied.
+    pub fn try_clone(&self) -> Option<Value> {
+        self.0.try_clone()
+    }
+
+    /// A call slot holding `args`; the stub's side of a call.
+    pub(crate) fn call<A: Any + Send, R: Any + Send>(
+        args: A,
+        cloner: Option<fn(&A) -> Option<A>>,
+    ) -> Self {
+        Value(Box::new(Slot::<A, R> {
+            state: State::Args(args),
+            cloner,
+        }))
+    }
+
+    /// Takes the arguments out of a call slot; the skeleton's side.
+    pub(crate) fn take_args<A: Any + Send, R: Any + Send>(&mut self) -> Option<A> {
+        let slot = self.0.as_any_mut().downcast_mut::<Slot<A, R>>()?;
+        match std::mem::replace(&mut slot.state, State::Taken) {
+            State::Args(a) => Some(a),
+            other => {
+                slot.state = other;
+                None
+            }
+        }
+    }
+
+    /// Stores the result in the call slot the arguments came in, or wraps it
+    /// plainly if this value is not such a slot.
+    pub(crate) fn put_result<A: Any + Send, R: Any + Send>(self, result: R) -> Self {
+        let mut this = self;
+        if let Some(slot) = this.0.as_any_mut().downcast_mut::<Slot<A, R>>() {
+            slot.state = State::Result(result);
+            this
+        } else {
+            Value::new(result)
+        }
+    }
+
+    /// Takes the result of type `R` out, from a call slot or a plain value.
+    pub(crate) fn into_result<A: Any + Send, R: Any + Send>(self) -> Result<R, Self> {
+        if self.0.payload_type_id() == TypeId::of::<Slot<A, R>>() {
+            let any = self.0.into_any();
+            let Ok(slot) = any.downcast::<Slot<A, R>>() else {
+                unreachable!("type id checked above")
+            };
+            return match slot.state {
+                State::Result(r) => Ok(r),
+                state => Err(Value(Box::new(Slot::<A, R> {
+                    state,
+                    cloner: slot.cloner,
+                }))),
+            };
+        }
+        self.downcast::<R>()
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Value<{}>", self.type_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_round_trip_reuses_the_box() {
+        let mut v = Value::call::<(u64, u64), u64>((2, 3), None);
+        assert_eq!(v.args::<(u64, u64)>(), Some(&(2, 3)));
+        assert_eq!(v.take_args::<(u64, u64), u64>(), Some((2, 3)));
+        // Taken twice: nothing left.
+        assert_eq!(v.take_args::<(u64, u64), u64>(), None);
+        let v = v.put_result::<(u64, u64), u64>(5);
+        assert_eq!(v.downcast_ref::<u64>(), Some(&5));
+        assert_eq!(v.into_result::<(u64, u64), u64>().ok(), Some(5));
+    }
+
+    #[test]
+    fn wrong_types_are_refused_not_misread() {
+        let mut v = Value::call::<(u64,), u64>((1,), None);
+        assert_eq!(v.take_args::<(String,), u64>(), None);
+        assert!(v.args::<(u32,)>().is_none());
+        assert!(v.into_result::<(u64,), u64>().is_err(), "no result yet");
+        assert!(Value::new(1_u8).downcast::<u64>().is_err());
+    }
+
+    #[test]
+    fn clone_needs_a_cloner_and_arguments() {
+        let v = Value::call::<(String,), ()>(("x".into(),), Some(|a| Some(a.clone())));
+        let c = v.try_clone().expect("cloneable");
+        assert_eq!(c.args::<(String,)>(), Some(&("x".to_string(),)));
+        assert!(Value::call::<(u8,), ()>((1,), None).try_clone().is_none());
+        assert!(Value::new(1_u8).try_clone().is_none());
+    }
+
+    #[test]
+    fn plain_value_is_accepted_as_a_result() {
+        let v = Value::new(9_u64);
+        assert_eq!(v.into_result::<(u64, u64), u64>().ok(), Some(9));
+    }
+}

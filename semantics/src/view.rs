@@ -1,0 +1,449 @@
+//! Views: the semantics an object's owner gives to its callers.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use tower::layer::util::{Identity, Stack};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+use crate::message::ObjectEntry;
+use crate::{
+    Abstraction, AbstractionKind, BoxError, BoxFuture, Error, ErrorKind, Interface,
+    InterfaceDescriptor, Message, Method, MethodDescriptor, Selector, Value,
+};
+
+/// How callers see an object: an invocation abstraction per method and a
+/// stack of filters, over one interface `I`.
+///
+/// A view is a recipe. Attaching it to an object
+/// ([`Exposed::with_view`](crate::Exposed::with_view)) builds its filter stack
+/// around that object's skeleton. One recipe may be attached to many
+/// objects, and one object may carry many views at once, each with its own
+/// abstractions and filters; replacing a view at run time lets the calls
+/// already running finish under the old one.
+///
+/// Methods are sync unless the view says otherwise, and every method of
+/// `I` is offered unless [`only`](View::only) narrows it.
+///
+/// # Filters are tower layers
+///
+/// [`layer`](View::layer) adds any `tower::Layer` whose service handles
+/// [`Message`]s and answers [`Value`]s: Tether's own filters and tower's
+/// middleware (timeouts, concurrency limits, load shedding) alike. An
+/// error from a filter reaches the caller as a Tether [`Error`]; tower's
+/// `Elapsed` and `Overloaded` keep their meaning (see [`Error::from_boxed`]).
+///
+/// # Order
+///
+/// As with `tower::ServiceBuilder`, the first layer added is the outermost:
+/// it sees the message first and the reply last. The order is part of the
+/// meaning:
+///
+/// ```text
+/// .layer(access).layer(mutex)   // refused callers never queue for the lock
+/// .layer(mutex).layer(access)   // everybody queues, then some are refused
+/// ```
+///
+/// # Example
+///
+/// ```
+/// # use tether_semantics::{View, Interface, InterfaceDescriptor};
+/// # struct CounterInterface;
+/// # impl Interface for CounterInterface {
+/// #     const DESCRIPTOR: &'static InterfaceDescriptor = &InterfaceDescriptor::new("Counter", &[], 0);
+/// # }
+/// use std::time::Duration;
+/// let view = View::<CounterInterface>::new()
+///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(1)));
+/// # let _ = view;
+/// ```
+pub struct View<I, L = Identity> {
+    default: Option<Arc<dyn Abstraction>>,
+    overrides: Vec<(Selector, Arc<dyn Abstraction>)>,
+    only: Option<Vec<Selector>>,
+    layers: ServiceBuilder<L>,
+    _interface: PhantomData<fn() -> I>,
+}
+
+impl<I: Interface> View<I> {
+    /// A view offering every method of `I`, sync, with no filters.
+    pub fn new() -> Self {
+        View {
+            default: None,
+            overrides: Vec::new(),
+            only: None,
+            layers: ServiceBuilder::new(),
+            _interface: PhantomData,
+        }
+    }
+}
+
+impl<I: Interface> Default for View<I> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<I: Interface, L> View<I, L> {
+    /// Uses `abstraction` for every method without its own.
+    pub fn abstraction(mut self, abstraction: impl Abstraction) -> Self {
+        self.default = Some(Arc::new(abstraction));
+        self
+    }
+
+    /// Uses `abstraction` for `method`.
+    ///
+    /// Only methods that return `()` may be oneway; attaching a view that
+    /// makes another method oneway fails with [`ViewError::NotOneway`].
+    pub fn method(mut self, method: Method<I>, abstraction: impl Abstraction) -> Self {
+        let selector = method.selector();
+        self.overrides.retain(|(s, _)| *s != selector);
+        self.overrides.push((selector, Arc::new(abstraction)));
+        self
+    }
+
+    /// Offers only `methods`; calls to the others fail with
+    /// [`ErrorKind::UnknownMethod`].
+    pub fn only(mut self, methods: impl IntoIterator<Item = Method<I>>) -> Self {
+        self.only = Some(methods.into_iter().map(Method::selector).collect());
+        self
+    }
+
+    /// Adds a filter. The first filter added is the outermost (see
+    /// [Order](View#order)).
+    pub fn layer<T>(self, layer: T) -> View<I, Stack<T, L>> {
+        View {
+            default: self.default,
+            overrides: self.overrides,
+            only: self.only,
+            layers: self.layers.layer(layer),
+            _interface: PhantomData,
+        }
+    }
+
+    /// Checks the view against its interface and builds its stack over
+    /// `backing`.
+    pub(crate) fn compile<B>(self, backing: &B) -> Result<CompiledView, ViewError>
+    where
+        B: Backing<I>,
+        L: Filters<I, B>,
+    {
+        let interface = I::DESCRIPTOR;
+        let methods = interface
+            .methods()
+            .iter()
+            .map(|m| {
+                let abstraction = self
+                    .overrides
+                    .iter()
+                    .find(|(s, _)| *s == m.selector())
+                    .map(|(_, a)| a)
+                    .or(self.default.as_ref())
+                    .cloned();
+                if let Some(a) = &abstraction {
+                    if a.kind() == AbstractionKind::Oneway && !m.oneway_capable() {
+                        return Err(ViewError::NotOneway {
+                            interface: interface.name(),
+                            method: m.name(),
+                            returns: m.error().map_or_else(
+                                || m.returns().to_string(),
+                                |e| format!("Result<{}, {e}>", m.returns()),
+                            ),
+                        });
+                    }
+                }
+                let offered = self
+                    .only
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&m.selector()));
+                Ok(MethodEntry {
+                    descriptor: m,
+                    offered,
+                    abstraction,
+                })
+            })
+            .collect::<Result<Box<[_]>, _>>()?;
+        Ok(CompiledView {
+            methods,
+            stack: self.layers.into_inner().erase(backing),
+        })
+    }
+}
+
+impl<I, L: Clone> Clone for View<I, L> {
+    fn clone(&self) -> Self {
+        View {
+            default: self.default.clone(),
+            overrides: self.overrides.clone(),
+            only: self.only.clone(),
+            layers: self.layers.clone(),
+            _interface: PhantomData,
+        }
+    }
+}
+
+impl<I: Interface, L> fmt::Debug for View<I, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("View")
+            .field("interface", &I::DESCRIPTOR.name())
+            .field("default", &self.default)
+            .field("overrides", &self.overrides)
+            .field("only", &self.only)
+            .field("layers", &std::any::type_name::<L>())
+            .finish()
+    }
+}
+
+/// Why a view could not be attached.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewError {
+    /// The view makes a method oneway that returns a value or an error.
+    #[error(
+        "{interface}::{method} cannot be oneway: it returns {returns}, and only methods returning () may be"
+    )]
+    NotOneway {
+        /// The interface.
+        interface: &'static str,
+        /// The method.
+        method: &'static str,
+        /// What it returns.
+        returns: String,
+    },
+    /// A replacement view offers another interface than the view it
+    /// replaces; references to the old view would break.
+    #[error("view {view:?} offers {was}; a replacement must offer the same interface, not {now}")]
+    InterfaceChanged {
+        /// The view's name.
+        view: String,
+        /// The interface it offers.
+        was: &'static str,
+        /// The interface of the replacement.
+        now: &'static str,
+    },
+}
+
+/// What a view is built over: an exposed object or service.
+///
+/// Implemented by [`Object`](crate::Object) (a Rust object and the
+/// skeleton the interface macro generated for it) and
+/// [`ServiceObject`](crate::ServiceObject) (any tower service of
+/// messages). Sealed.
+pub trait Backing<I: Interface>: sealed::Sealed + Send + Sync + 'static {
+    /// The innermost service of every view's stack.
+    type Service: Service<Message, Response = Value, Error = Error, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static;
+
+    /// A new handle to the innermost service.
+    fn service(&self) -> Self::Service;
+
+    /// The stack of a view with no filters; may skip the generic path.
+    #[doc(hidden)]
+    fn direct(&self) -> Box<dyn ErasedStack> {
+        Box::new(Erased(self.service()))
+    }
+}
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
+/// The layers of a view, applied over a backing. Implemented for tower's
+/// `Identity` and `Stack`, which is what [`View::layer`] builds.
+pub trait Filters<I: Interface, B: Backing<I>>: sealed::Sealed {
+    #[doc(hidden)]
+    fn erase(self, backing: &B) -> Box<dyn ErasedStack>;
+}
+
+impl sealed::Sealed for Identity {}
+impl<A, B> sealed::Sealed for Stack<A, B> {}
+
+impl<I: Interface, B: Backing<I>> Filters<I, B> for Identity {
+    fn erase(self, backing: &B) -> Box<dyn ErasedStack> {
+        backing.direct()
+    }
+}
+
+impl<I, B, Inner, Outer> Filters<I, B> for Stack<Inner, Outer>
+where
+    I: Interface,
+    B: Backing<I>,
+    Stack<Inner, Outer>: Layer<B::Service>,
+    <Stack<Inner, Outer> as Layer<B::Service>>::Service: Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn erase(self, backing: &B) -> Box<dyn ErasedStack> {
+        Box::new(Erased(self.layer(backing.service())))
+    }
+}
+
+/// A view's filter stack with its type erased.
+#[doc(hidden)]
+pub trait ErasedStack: Send + Sync + 'static {
+    fn call(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>>;
+}
+
+/// The generic erased stack: clone the service, wait until ready, call.
+pub(crate) struct Erased<S>(pub(crate) S);
+
+impl<S> ErasedStack for Erased<S>
+where
+    S: Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn call(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
+        let service = self.0.clone();
+        Box::pin(async move {
+            service
+                .oneshot(message)
+                .await
+                .map_err(|e| Error::from_boxed(e.into()))
+        })
+    }
+}
+
+/// A view attached to an object: its per-method table and built stack.
+pub(crate) struct CompiledView {
+    methods: Box<[MethodEntry]>,
+    pub(crate) stack: Box<dyn ErasedStack>,
+}
+
+pub(crate) struct MethodEntry {
+    descriptor: &'static MethodDescriptor,
+    offered: bool,
+    pub(crate) abstraction: Option<Arc<dyn Abstraction>>,
+}
+
+impl CompiledView {
+    /// The view's entry for `selector`, if the view offers the method.
+    pub(crate) fn resolve(&self, selector: Selector, slot: &ViewSlot) -> Result<&MethodEntry, Error> {
+        match self.methods.iter().find(|m| m.descriptor.selector() == selector) {
+            Some(m) if m.offered => Ok(m),
+            Some(_) => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!(
+                    "view {:?} of {} does not offer {}::{}",
+                    slot.name,
+                    slot.object.id,
+                    slot.interface.name(),
+                    selector.name()
+                ),
+            )),
+            None => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!(
+                    "{} has no method {} (selector {:08x})",
+                    slot.interface.name(),
+                    selector.name(),
+                    selector.id()
+                ),
+            )),
+        }
+    }
+
+    fn describe(&self, slot: &ViewSlot) -> ViewDescriptor {
+        ViewDescriptor {
+            interface: slot.interface,
+            view: slot.name.to_string(),
+            methods: self
+                .methods
+                .iter()
+                .filter(|m| m.offered)
+                .map(|m| MethodView {
+                    method: m.descriptor,
+                    kind: m
+                        .abstraction
+                        .as_ref()
+                        .map_or(AbstractionKind::Sync, |a| a.kind()),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One named view of one object; references point here. The view it holds
+/// can be replaced or removed; references stay equal.
+pub(crate) struct ViewSlot {
+    pub(crate) object: Arc<ObjectEntry>,
+    pub(crate) name: Arc<str>,
+    pub(crate) interface: &'static InterfaceDescriptor,
+    pub(crate) current: ArcSwapOption<CompiledView>,
+}
+
+impl ViewSlot {
+    pub(crate) fn unknown(&self) -> Error {
+        Error::new(
+            ErrorKind::UnknownObject,
+            format!("object {} has no view {:?} any more", self.object.id, self.name),
+        )
+    }
+
+    pub(crate) fn describe(&self) -> Result<ViewDescriptor, Error> {
+        let view = self.current.load();
+        let view = view.as_ref().ok_or_else(|| self.unknown())?;
+        Ok(view.describe(self))
+    }
+}
+
+/// What a view offers, as a caller (or a remote peer) sees it.
+#[derive(Debug, Clone)]
+pub struct ViewDescriptor {
+    interface: &'static InterfaceDescriptor,
+    view: String,
+    methods: Vec<MethodView>,
+}
+
+impl ViewDescriptor {
+    /// A descriptor, for custom targets.
+    pub fn new(
+        interface: &'static InterfaceDescriptor,
+        view: impl Into<String>,
+        methods: Vec<MethodView>,
+    ) -> Self {
+        ViewDescriptor {
+            interface,
+            view: view.into(),
+            methods,
+        }
+    }
+
+    /// The interface of the view.
+    pub fn interface(&self) -> &'static InterfaceDescriptor {
+        self.interface
+    }
+    /// The view's name.
+    pub fn view(&self) -> &str {
+        &self.view
+    }
+    /// The methods the view offers, each with its abstraction's kind.
+    pub fn methods(&self) -> &[MethodView] {
+        &self.methods
+    }
+    /// The kind of abstraction the view uses for `method`, if offered.
+    pub fn kind_of(&self, method: &str) -> Option<AbstractionKind> {
+        self.methods
+            .iter()
+            .find(|m| m.method.name() == method)
+            .map(|m| m.kind)
+    }
+}
+
+/// One method as a view offers it.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodView {
+    /// The method.
+    pub method: &'static MethodDescriptor,
+    /// How the view carries it out.
+    pub kind: AbstractionKind,
+}

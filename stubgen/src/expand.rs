@@ -1,0 +1,287 @@
+//! Writes the generated items: the desugared trait, the interface marker
+//! (descriptor, selectors, skeleton) and the client stub.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{ReturnType, TraitItem, Type};
+
+use crate::parse::{MethodSpec, Ret, Spec, selector_id, type_string};
+
+/// The one path generated code reaches the runtime through.
+fn rt() -> TokenStream {
+    quote!(::tether::__private)
+}
+
+pub(crate) fn expand(spec: &Spec) -> TokenStream {
+    let item = desugar_trait(spec);
+    let marker = marker(spec);
+    let client = client(spec);
+    quote! {
+        #item
+        #marker
+        #client
+    }
+}
+
+/// The trait with each `async fn` turned into a method returning a `Send`
+/// future, so that skeletons can run calls on a multi-threaded runtime.
+/// Implementations still write `async fn`.
+fn desugar_trait(spec: &Spec) -> TokenStream {
+    let mut item = spec.item.clone();
+    item.supertraits
+        .push(syn::parse_quote!(::core::marker::Send));
+    item.supertraits
+        .push(syn::parse_quote!(::core::marker::Sync));
+    for trait_item in &mut item.items {
+        let TraitItem::Fn(f) = trait_item else { continue };
+        f.sig.asyncness = None;
+        let output: Type = match &f.sig.output {
+            ReturnType::Default => syn::parse_quote!(()),
+            ReturnType::Type(_, t) => (**t).clone(),
+        };
+        let span = f.sig.output.span();
+        f.sig.output = syn::parse_quote_spanned! {span=>
+            -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+        };
+        if let Some(body) = &f.default {
+            f.default = Some(syn::parse_quote_spanned! {body.span()=>
+                { async move #body }
+            });
+        }
+    }
+    quote!(#item)
+}
+
+fn const_name(m: &MethodSpec) -> syn::Ident {
+    format_ident!("{}", m.name.to_uppercase(), span = m.ident.span())
+}
+
+fn args_type(m: &MethodSpec) -> TokenStream {
+    let tys = m.params.iter().map(|(_, t)| t);
+    quote!(( #(#tys,)* ))
+}
+
+fn marker(spec: &Spec) -> TokenStream {
+    let rt = rt();
+    let vis = &spec.vis;
+    let trait_name = &spec.name;
+    let marker = format_ident!("{}Interface", spec.name);
+    let client = format_ident!("{}Client", spec.name);
+    let trait_str = spec.name.to_string();
+
+    let consts = spec.methods.iter().map(|m| {
+        let c = const_name(m);
+        let name = &m.name;
+        let id = selector_id(name);
+        let doc = format!("The `{name}` method of [`{trait_str}`] (selector `{id:08x}`).");
+        quote! {
+            #[doc = #doc]
+            pub const #c: #rt::Method<#marker> = #rt::Method::new(#rt::Selector::new(#name));
+        }
+    });
+    let id_checks = spec.methods.iter().map(|m| {
+        let c = const_name(m);
+        let id = selector_id(&m.name);
+        quote!(::core::assert!(#marker::#c.selector().id() == #id);)
+    });
+
+    let descriptors = spec.methods.iter().map(|m| {
+        let name = &m.name;
+        let params = m.params.iter().map(|(p, t)| {
+            let p = p.to_string();
+            let p = p.strip_prefix("r#").unwrap_or(&p).to_string();
+            let t = type_string(t);
+            quote!(#rt::Param::new(#p, #t))
+        });
+        let returns = type_string(m.ret.ok());
+        let error = match &m.ret {
+            Ret::Plain(_) => quote!(::core::option::Option::None),
+            Ret::Fallible(_, e) => {
+                let e = type_string(e);
+                quote!(::core::option::Option::Some(#e))
+            }
+        };
+        quote! {
+            #rt::MethodDescriptor::new(#rt::Selector::new(#name), &[ #(#params),* ], #returns, #error)
+        }
+    });
+    let fingerprint = fingerprint(spec);
+
+    let wire_checks = spec.methods.iter().flat_map(|m| {
+        let mut types: Vec<&Type> = m.params.iter().map(|(_, t)| t).collect();
+        match &m.ret {
+            Ret::Plain(t) => types.push(t),
+            Ret::Fallible(t, e) => {
+                types.push(t);
+                types.push(e);
+            }
+        }
+        types.into_iter().map(|t| {
+            quote_spanned! {t.span()=> #rt::assert_wire_type::<#t>(); }
+        })
+    });
+
+    let arms = spec.methods.iter().map(|m| {
+        let id = selector_id(&m.name);
+        let ident = &m.ident;
+        let args = args_type(m);
+        let bindings: Vec<_> = (0..m.params.len())
+            .map(|i| format_ident!("__tether_arg{}", i))
+            .collect();
+        let path = format!("{trait_str}::{}", m.name);
+        let reply = match &m.ret {
+            Ret::Plain(r) => quote! {
+                #rt::reply::<#args, #r>(__tether_args, __tether_result)
+            },
+            Ret::Fallible(t, e) => quote! {
+                #rt::reply_fallible::<#args, #t, #e>(__tether_args, __tether_result, #path)
+            },
+        };
+        let ok = m.ret.ok();
+        quote! {
+            #id => {
+                let __tether_object = #rt::Arc::clone(__tether_object);
+                #rt::Box::pin(#rt::run(__tether_message, move |mut __tether_args| async move {
+                    let ( #(#bindings,)* ) = #rt::take_args::<#args, #ok>(&mut __tether_args)?;
+                    let __tether_result = <__TetherObject as #trait_name>::#ident(&*__tether_object, #(#bindings),*).await;
+                    #reply
+                }))
+            }
+        }
+    });
+
+    let doc = format!(
+        "The Tether interface of [`{trait_str}`]: its descriptor, one selector constant per method, and the skeleton that serves any `{trait_str}` object. Call it through [`{client}`]."
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default)]
+        #vis struct #marker;
+
+        #[allow(dead_code)]
+        impl #marker {
+            #(#consts)*
+
+            /// A view of this interface: every method offered, sync, no filters.
+            pub fn view() -> #rt::View<#marker> {
+                #rt::View::new()
+            }
+        }
+
+        const _: () = {
+            #(#id_checks)*
+            #(#wire_checks)*
+        };
+
+        impl #rt::Interface for #marker {
+            const DESCRIPTOR: &'static #rt::InterfaceDescriptor = &#rt::InterfaceDescriptor::new(
+                #trait_str,
+                &[ #(#descriptors),* ],
+                #fingerprint,
+            );
+        }
+
+        impl<__TetherObject> #rt::Serve<__TetherObject> for #marker
+        where
+            __TetherObject: #trait_name + ::core::marker::Send + ::core::marker::Sync + 'static,
+        {
+            fn dispatch(
+                __tether_object: &#rt::Arc<__TetherObject>,
+                __tether_message: #rt::Message,
+            ) -> #rt::BoxFuture<'static, ::core::result::Result<#rt::Value, #rt::Error>> {
+                match __tether_message.selector().id() {
+                    #(#arms)*
+                    _ => #rt::unknown_method(__tether_message),
+                }
+            }
+        }
+    }
+}
+
+fn client(spec: &Spec) -> TokenStream {
+    let rt = rt();
+    let vis = &spec.vis;
+    let marker = format_ident!("{}Interface", spec.name);
+    let client = format_ident!("{}Client", spec.name);
+    let trait_str = spec.name.to_string();
+
+    let methods = spec.methods.iter().map(|m| {
+        let ident = &m.ident;
+        let docs = &m.docs;
+        let c = const_name(m);
+        let args = args_type(m);
+        let params = m.params.iter().map(|(p, t)| quote!(#p: #t));
+        let names = m.params.iter().map(|(p, _)| p);
+        let cloner = quote! {{
+            #[allow(unused_imports)]
+            use #rt::{ViaClone as _, ViaSerde as _};
+            (&#rt::Probe::<#args>::new()).cloner()
+        }};
+        let (output, call) = match &m.ret {
+            Ret::Plain(r) => (
+                quote!(#rt::Call<#r>),
+                quote!(#rt::call::<#args, #r>),
+            ),
+            Ret::Fallible(t, e) => (
+                quote!(#rt::Call<#t, #e>),
+                quote!(#rt::call_fallible::<#args, #t, #e>),
+            ),
+        };
+        quote! {
+            #(#docs)*
+            pub fn #ident(&self, #(#params),*) -> #output {
+                #call(&self.reference, #marker::#c.selector(), ( #(#names,)* ), #cloner)
+            }
+        }
+    });
+
+    let doc = format!(
+        "A typed stub for [`{trait_str}`]: each method sends a call through the referenced view and returns a [`Call`](::tether::Call) to await. The view decides how the call is carried out."
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, ::core::cmp::Eq, ::core::hash::Hash)]
+        #vis struct #client {
+            reference: #rt::Ref,
+        }
+
+        impl #rt::Client for #client {
+            type Interface = #marker;
+
+            fn from_ref_unchecked(reference: #rt::Ref) -> Self {
+                #client { reference }
+            }
+
+            fn reference(&self) -> &#rt::Ref {
+                &self.reference
+            }
+        }
+
+        impl #client {
+            #(#methods)*
+        }
+    }
+}
+
+/// FNV-1a 64 over the trait's name and its methods' signatures, sorted by
+/// method name so that reordering methods keeps the fingerprint.
+fn fingerprint(spec: &Spec) -> u64 {
+    let mut sigs: Vec<String> = spec
+        .methods
+        .iter()
+        .map(|m| {
+            let params: Vec<String> = m.params.iter().map(|(_, t)| type_string(t)).collect();
+            let ret = match &m.ret {
+                Ret::Plain(t) => type_string(t),
+                Ret::Fallible(t, e) => format!("{}!{}", type_string(t), type_string(e)),
+            };
+            format!("{}({})->{}", m.name, params.join(","), ret)
+        })
+        .collect();
+    sigs.sort();
+    let text = format!("{}|{}", spec.name, sigs.join("|"));
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
