@@ -6,34 +6,51 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::{Detail, Dispatched, Error, ErrorKind, Value};
+use crate::{Context, Detail, Dispatched, Error, ErrorKind, Ref, Selector, Value};
 
 /// A call made through a typed stub: a future of `Result<T, Error<E>>`.
 ///
 /// What awaiting it means is the receiver's choice. Under a sync view the
-/// call runs when awaited, and dropping the handle cancels it. Under a
-/// future view the call has already started when the stub returns, and
-/// dropping the handle does not stop it. Under a oneway view the message
-/// is already sent and the handle resolves to `Ok(())` at once.
+/// call is made when first polled (the view, its filters and the task's
+/// current [`Context`] are taken then), and dropping the handle cancels
+/// it. Under a future view the call has already started when the stub
+/// returns, and dropping the handle does not stop it. Under a oneway view
+/// the message is already sent and the handle resolves to `Ok(())` at
+/// once.
 ///
 /// `E` is the callee's own error type for methods that return
 /// `Result<T, E>`; for other methods it is the erased [`Detail`], never set.
 #[must_use = "a call may not start until it is awaited"]
 pub struct Call<T, E = Detail> {
-    dispatched: Dispatched,
+    state: State,
     take: fn(Value) -> Result<T, Value>,
     map_err: fn(Error) -> Error<E>,
     _out: PhantomData<fn() -> (T, E)>,
 }
 
+enum State {
+    /// A sync call, made when first polled.
+    Deferred(Option<(Ref, Selector, Value)>),
+    Dispatched(Dispatched),
+}
+
 impl<T, E> Call<T, E> {
-    pub(crate) fn new(
-        dispatched: Dispatched,
+    /// Starts a call through `target` as its view says: now for future and
+    /// oneway methods, on first poll for sync ones.
+    pub(crate) fn start(
+        target: &Ref,
+        selector: Selector,
+        args: Value,
         take: fn(Value) -> Result<T, Value>,
         map_err: fn(Error) -> Error<E>,
     ) -> Self {
+        let state = if target.is_sync(selector) {
+            State::Deferred(Some((target.clone(), selector, args)))
+        } else {
+            State::Dispatched(target.call(selector, args, Context::for_call()))
+        };
         Call {
-            dispatched,
+            state,
             take,
             map_err,
             _out: PhantomData,
@@ -41,9 +58,12 @@ impl<T, E> Call<T, E> {
     }
 
     /// Whether the call has started without being awaited (future and
-    /// oneway views, and calls that already failed).
+    /// oneway views).
     pub fn is_started(&self) -> bool {
-        self.dispatched.is_started()
+        match &self.state {
+            State::Deferred(_) => false,
+            State::Dispatched(d) => d.is_started(),
+        }
     }
 }
 
@@ -51,7 +71,17 @@ impl<T, E> Future for Call<T, E> {
     type Output = Result<T, Error<E>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let reply = std::task::ready!(Pin::new(&mut self.dispatched).poll(cx));
+        if let State::Deferred(deferred) = &mut self.state {
+            let Some((target, selector, args)) = deferred.take() else {
+                unreachable!("a deferred call is dispatched on its first poll")
+            };
+            self.state =
+                State::Dispatched(target.call_owned(selector, args, Context::for_call()));
+        }
+        let State::Dispatched(dispatched) = &mut self.state else {
+            unreachable!("dispatched above")
+        };
+        let reply = std::task::ready!(Pin::new(dispatched).poll(cx));
         Poll::Ready(match reply {
             Ok(value) => (self.take)(value).map_err(|other| {
                 (self.map_err)(Error::new(
@@ -70,8 +100,12 @@ impl<T, E> Future for Call<T, E> {
 
 impl<T, E> fmt::Debug for Call<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state: &dyn fmt::Debug = match &self.state {
+            State::Deferred(_) => &"deferred",
+            State::Dispatched(d) => d,
+        };
         f.debug_struct("Call")
-            .field("dispatched", &self.dispatched)
+            .field("state", state)
             .field("returns", &std::any::type_name::<T>())
             .finish()
     }

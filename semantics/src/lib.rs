@@ -33,8 +33,11 @@
 //! }
 //! impl Serve<Adder> for AdderInterface {
 //!     fn dispatch(_: &Arc<Adder>, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
-//!         let (a, b) = *message.args().args::<(u64, u64)>().unwrap();
-//!         Box::pin(async move { Ok(Value::new(a + b)) })
+//!         let sum = message.args().args::<(u64, u64)>().map(|(a, b)| a + b);
+//!         Box::pin(async move {
+//!             sum.map(Value::new)
+//!                 .ok_or_else(|| Error::new(ErrorKind::BadArguments, "add takes (u64, u64)"))
+//!         })
 //!     }
 //! }
 //!
@@ -43,8 +46,12 @@
 //! let exposed = node.expose(Adder).with_view("calc", View::<AdderInterface>::new()).unwrap();
 //! let reference = exposed.view("calc").unwrap();
 //! assert_eq!(reference, exposed.view("calc").unwrap(), "same view, equal references");
-//! let args = Value::new(());
-//! # let _ = args;
+//!
+//! let reply = reference.call(ADD, Value::new((2_u64, 3_u64)), Context::new()).await.unwrap();
+//! assert_eq!(reply.downcast_ref::<u64>(), Some(&5));
+//!
+//! let wrong = reference.call(ADD, Value::new("two and three"), Context::new()).await;
+//! assert!(wrong.unwrap_err().is_bad_arguments());
 //! # }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]

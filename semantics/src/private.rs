@@ -35,8 +35,8 @@ where
     A: Any + Send,
     R: Any + Send,
 {
-    let dispatched = target.call(selector, Value::call::<A, R>(args, cloner), Context::for_call());
-    Call::new(dispatched, Value::into_result::<A, R>, keep)
+    let args = Value::call::<A, R>(args, cloner);
+    Call::start(target, selector, args, Value::into_result::<A, R>, keep)
 }
 
 /// The stub's side of a method returning `Result<T, E>`.
@@ -51,8 +51,8 @@ where
     T: Any + Send,
     E: Any + Send,
 {
-    let dispatched = target.call(selector, Value::call::<A, T>(args, cloner), Context::for_call());
-    Call::new(dispatched, Value::into_result::<A, T>, Error::downcast_callee::<E>)
+    let args = Value::call::<A, T>(args, cloner);
+    Call::start(target, selector, args, Value::into_result::<A, T>, Error::downcast_callee::<E>)
 }
 
 fn keep(e: Error) -> Error {

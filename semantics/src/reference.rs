@@ -9,7 +9,7 @@ use tower::{Layer, Service};
 
 use crate::view::{Erased, ErasedStack, ViewSlot};
 use crate::{
-    Abstraction, BoxError, BoxFuture, Context, Dispatched, Error, ErrorKind, Interface,
+    Abstraction, AbstractionKind, BoxError, BoxFuture, Context, Dispatched, Error, ErrorKind, Interface,
     InterfaceDescriptor, Message, Outgoing, Selector, Target, Value, ViewDescriptor,
 };
 
@@ -92,9 +92,14 @@ impl Ref {
     /// Calls the method `selector` with `args`, using the semantics the
     /// view gives it.
     ///
-    /// Typed stubs call this; `args` is the argument tuple in a call slot.
+    /// Typed stubs call this; `args` is the argument tuple.
     pub fn call(&self, selector: Selector, args: Value, context: Context) -> Dispatched {
-        match &self.0 {
+        self.clone().call_owned(selector, args, context)
+    }
+
+    /// [`call`](Ref::call), consuming the reference (saves a clone).
+    pub fn call_owned(self, selector: Selector, args: Value, context: Context) -> Dispatched {
+        match self.0 {
             Inner::Local(slot) => {
                 // One load of the current view serves the whole call: the
                 // abstraction and the filter stack come from the same view.
@@ -102,11 +107,11 @@ impl Ref {
                 let Some(view) = current.as_ref() else {
                     return Dispatched::ready(Err(slot.unknown()));
                 };
-                let entry = match view.resolve(selector, slot) {
+                let entry = match view.resolve(selector, &slot) {
                     Ok(entry) => entry,
                     Err(e) => return Dispatched::ready(Err(e)),
                 };
-                let message = Message::new(Target(Arc::clone(slot)), selector, args, context);
+                let message = Message::new(Target(Arc::clone(&slot)), selector, args, context);
                 let method = message.method_path();
                 let delivery = view.stack.call(message);
                 dispatch(entry.abstraction.as_ref(), Outgoing::new(delivery, method))
@@ -122,6 +127,23 @@ impl Ref {
                 dispatch(abstraction.as_ref(), Outgoing::new(delivery, method))
             }
         }
+    }
+
+    /// Whether the view lets the caller start `selector` when it awaits the
+    /// call (sync), rather than at once (future, oneway). A method the view
+    /// does not offer counts as sync: its error appears when awaited.
+    pub(crate) fn is_sync(&self, selector: Selector) -> bool {
+        let kind = match &self.0 {
+            Inner::Local(slot) => {
+                let current = slot.current.load();
+                match current.as_ref().map(|v| v.resolve(selector, slot)) {
+                    Some(Ok(entry)) => entry.abstraction.as_ref().map(|a| a.kind()),
+                    _ => None,
+                }
+            }
+            Inner::Custom(c) => c.resolve(selector).ok().flatten().map(|a| a.kind()),
+        };
+        matches!(kind, None | Some(AbstractionKind::Sync))
     }
 
     /// This reference with caller-side filters.

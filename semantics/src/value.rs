@@ -28,7 +28,7 @@ struct Plain<T>(T);
 
 impl<T: Any + Send> Payload for Plain<T> {
     fn args_any(&self) -> Option<&dyn Any> {
-        None
+        Some(&self.0)
     }
     fn result_any(&self) -> Option<&dyn Any> {
         Some(&self.0)
@@ -104,7 +104,8 @@ impl<A: Any + Send, R: Any + Send> Payload for Slot<A, R> {
 }
 
 impl Value {
-    /// Wraps a plain value.
+    /// Wraps a plain value: a reply, a callee's error, or an argument tuple
+    /// for a call made by hand with [`Ref::call`](crate::Ref::call).
     ///
     /// ```
     /// use tether_semantics::Value;
@@ -169,8 +170,12 @@ impl Value {
         }))
     }
 
-    /// Takes the arguments out of a call slot; the skeleton's side.
+    /// Takes the arguments out of a call slot (or a plain tuple); the
+    /// skeleton's side.
     pub(crate) fn take_args<A: Any + Send, R: Any + Send>(&mut self) -> Option<A> {
+        if self.0.payload_type_id() == TypeId::of::<Plain<A>>() {
+            return std::mem::replace(self, Value::unit()).downcast::<A>().ok();
+        }
         let slot = self.0.as_any_mut().downcast_mut::<Slot<A, R>>()?;
         match std::mem::replace(&mut slot.state, State::Taken) {
             State::Args(a) => Some(a),
@@ -250,6 +255,15 @@ mod tests {
         assert_eq!(c.args::<(String,)>(), Some(&("x".to_string(),)));
         assert!(Value::call::<(u8,), ()>((1,), None).try_clone().is_none());
         assert!(Value::new(1_u8).try_clone().is_none());
+    }
+
+    #[test]
+    fn plain_tuple_is_accepted_as_arguments() {
+        let mut v = Value::new((4_u64, 5_u64));
+        assert_eq!(v.args::<(u64, u64)>(), Some(&(4, 5)));
+        assert_eq!(v.take_args::<(u64, u64), u64>(), Some((4, 5)));
+        let v = v.put_result::<(u64, u64), u64>(9);
+        assert_eq!(v.into_result::<(u64, u64), u64>().ok(), Some(9));
     }
 
     #[test]

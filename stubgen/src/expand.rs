@@ -208,8 +208,14 @@ fn client(spec: &Spec) -> TokenStream {
 
     let methods = spec.methods.iter().map(|m| {
         let ident = &m.ident;
-        let docs = &m.docs;
         let c = const_name(m);
+        let fallback = format!("Calls [`{trait_str}::{}`] through the referenced view.", m.name);
+        let docs = if m.docs.is_empty() {
+            quote!(#[doc = #fallback])
+        } else {
+            let d = &m.docs;
+            quote!(#(#d)*)
+        };
         let args = args_type(m);
         let params = m.params.iter().map(|(p, t)| quote!(#p: #t));
         let names = m.params.iter().map(|(p, _)| p);
@@ -229,7 +235,7 @@ fn client(spec: &Spec) -> TokenStream {
             ),
         };
         quote! {
-            #(#docs)*
+            #docs
             pub fn #ident(&self, #(#params),*) -> #output {
                 #call(&self.reference, #marker::#c.selector(), ( #(#names,)* ), #cloner)
             }
