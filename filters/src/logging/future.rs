@@ -4,12 +4,24 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use pin_project_lite::pin_project;
+use tether_semantics::{MethodPath, NodeId, ObjectId};
 use tracing::{Level, Span};
 
-pub(super) struct Log {
-    pub(super) span: Span,
-    pub(super) start: Instant,
-    pub(super) level: Level,
+pub(super) enum Log {
+    /// A subscriber listens at the layer's level: a span, and an event at
+    /// the end.
+    Span {
+        span: Span,
+        start: Instant,
+        level: Level,
+    },
+    /// Nobody listens at the layer's level: only a failure is logged (at
+    /// `WARN`, if anybody listens there). Holds only `Copy` data.
+    FailuresOnly {
+        method: MethodPath,
+        node: NodeId,
+        object: ObjectId,
+    },
 }
 
 pin_project! {
@@ -17,12 +29,12 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        log: Option<Log>,
+        log: Log,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, log: Option<Log>) -> Self {
+    pub(super) fn new(inner: F, log: Log) -> Self {
         ResponseFuture { inner, log }
     }
 }
@@ -42,15 +54,26 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(log) = this.log.as_ref() else {
-            return this.inner.poll(cx);
+        let (span, start, level) = match this.log {
+            Log::Span { span, start, level } => (span, start, level),
+            Log::FailuresOnly {
+                method,
+                node,
+                object,
+            } => {
+                let result = ready!(this.inner.poll(cx));
+                if let Err(error) = &result {
+                    tracing::warn!(%node, %object, %method, outcome = %error, "call failed");
+                }
+                return Poll::Ready(result);
+            }
         };
-        let _entered = log.span.enter();
+        let _entered = span.enter();
         let result = ready!(this.inner.poll(cx));
-        let latency = u64::try_from(log.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let latency = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         match &result {
             Err(error) => completed!(Level::WARN, latency, error),
-            Ok(_) => match log.level {
+            Ok(_) => match *level {
                 Level::TRACE => completed!(Level::TRACE, latency, "ok"),
                 Level::DEBUG => completed!(Level::DEBUG, latency, "ok"),
                 Level::INFO => completed!(Level::INFO, latency, "ok"),
@@ -65,7 +88,7 @@ where
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("logged", &self.log.is_some())
+            .field("spanned", &matches!(self.log, Log::Span { .. }))
             .finish_non_exhaustive()
     }
 }

@@ -6,8 +6,10 @@
 //! records `outcome` (`ok`, or the error) and `latency_us`. Failed calls
 //! are logged at `WARN`, others at the layer's level (`INFO` unless set).
 //!
-//! When no subscriber listens at that level, the filter costs one branch
-//! per call: no span, no clock read, no formatting.
+//! When no subscriber listens at the layer's level, the filter costs a
+//! branch per call: no span, no clock read, no formatting, no allocation.
+//! A call that fails is still logged at `WARN` (with node, object and
+//! method) if a subscriber listens there.
 //!
 //! # Position in a view
 //!

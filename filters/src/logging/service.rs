@@ -87,17 +87,20 @@ where
     fn call(&mut self, message: Message) -> Self::Future {
         let span = span_for(self.level, &message);
         if span.is_disabled() {
-            return ResponseFuture::new(self.inner.call(message), None);
+            let log = Log::FailuresOnly {
+                method: message.method_path(),
+                node: message.target().node(),
+                object: message.target().object(),
+            };
+            return ResponseFuture::new(self.inner.call(message), log);
         }
         let start = Instant::now();
         let inner = span.in_scope(|| self.inner.call(message));
-        ResponseFuture::new(
-            inner,
-            Some(Log {
-                span,
-                start,
-                level: self.level,
-            }),
-        )
+        let log = Log::Span {
+            span,
+            start,
+            level: self.level,
+        };
+        ResponseFuture::new(inner, log)
     }
 }

@@ -1,0 +1,271 @@
+//! Filters in views: Tether's logging filter, and tower's own middleware
+//! used as filters unchanged.
+#![allow(missing_docs)]
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tether::filters::LoggingLayer;
+use tether::{Context, Error, ErrorKind, Message, Node, Principal, TransactionId, Value};
+use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+
+#[tether::interface]
+pub trait Greeter {
+    async fn greet(&self, name: String) -> String;
+    /// Fails for empty names.
+    async fn strict(&self, name: String) -> Result<String, String>;
+    /// Waits for the gate; reports the most calls ever inside at once.
+    async fn gated(&self) -> usize;
+}
+
+struct Greetings {
+    gate: Semaphore,
+    inside: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Default for Greetings {
+    fn default() -> Self {
+        Greetings {
+            gate: Semaphore::new(0),
+            inside: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Greeter for Greetings {
+    async fn greet(&self, name: String) -> String {
+        format!("hello {name}")
+    }
+    async fn strict(&self, name: String) -> Result<String, String> {
+        if name.is_empty() {
+            Err("no name".into())
+        } else {
+            Ok(name)
+        }
+    }
+    async fn gated(&self) -> usize {
+        let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        self.gate.acquire().await.unwrap().forget();
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
+async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("the test waited more than 10 s")
+}
+
+/// Captures what a `fmt` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (out, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn logging_records_each_call_with_its_outcome() {
+    let (out, _guard) = capture(tracing::Level::INFO);
+    let node = Node::new();
+    let exposed = node
+        .expose(Greetings::default())
+        .with_view("logged", GreeterInterface::view().layer(LoggingLayer::new()))
+        .unwrap();
+    let client: GreeterClient = exposed.client("logged").unwrap();
+
+    assert_eq!(client.greet("ann".into()).await.unwrap(), "hello ann");
+    let ctx = Context::new()
+        .with_principal(Principal::new("bob", ["user"]))
+        .with_transaction(TransactionId(0xabc));
+    ctx.scope(async { client.strict(String::new()).await.unwrap_err() }).await;
+
+    let text = out.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let ok = lines[0];
+    assert!(ok.contains(" INFO "), "{ok}");
+    assert!(ok.contains(&format!("node={}", node.id())), "{ok}");
+    assert!(ok.contains(&format!("object={}", exposed.id())), "{ok}");
+    assert!(ok.contains("view=\"logged\""), "{ok}");
+    assert!(ok.contains("method=Greeter::greet"), "{ok}");
+    assert!(ok.contains("outcome=ok"), "{ok}");
+    assert!(ok.contains("latency_us="), "{ok}");
+    let failed = lines[1];
+    assert!(failed.contains(" WARN "), "{failed}");
+    assert!(failed.contains("method=Greeter::strict"), "{failed}");
+    assert!(failed.contains("principal=bob"), "{failed}");
+    assert!(failed.contains("tx=tx-0000000000000abc"), "{failed}");
+    assert!(
+        failed.contains("outcome=call failed: Greeter::strict returned an error"),
+        "{failed}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn logging_below_the_subscriber_level_still_reports_failures() {
+    let (out, _guard) = capture(tracing::Level::WARN);
+    let node = Node::new();
+    let client: GreeterClient = node
+        .expose(Greetings::default())
+        .with_view("v", GreeterInterface::view().layer(LoggingLayer::new()))
+        .unwrap()
+        .client("v")
+        .unwrap();
+    client.greet("quiet".into()).await.unwrap();
+    assert_eq!(out.text(), "", "successful calls are below WARN");
+    client.strict(String::new()).await.unwrap_err();
+    let text = out.text();
+    assert!(text.contains(" WARN "), "{text}");
+    assert!(text.contains("method=Greeter::strict"), "{text}");
+    assert!(text.contains("call failed"), "{text}");
+}
+
+/// Refuses every call: a stand-in for an access filter.
+fn deny() -> tower::layer::util::Stack<
+    tower::filter::FilterLayer<fn(Message) -> Result<Message, Error>>,
+    tower::layer::util::Identity,
+> {
+    fn refuse(m: Message) -> Result<Message, Error> {
+        Err(Error::new(ErrorKind::AccessDenied, format!("{} refused", m.method_path())))
+    }
+    ServiceBuilder::new()
+        .layer(tower::filter::FilterLayer::new(refuse as fn(Message) -> Result<Message, Error>))
+        .into_inner()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn filter_order_decides_what_is_logged() {
+    let (out, _guard) = capture(tracing::Level::INFO);
+    let node = Node::new();
+    let exposed = node
+        .expose(Greetings::default())
+        .with_view("outer", GreeterInterface::view().layer(LoggingLayer::new()).layer(deny()))
+        .unwrap()
+        .with_view("inner", GreeterInterface::view().layer(deny()).layer(LoggingLayer::new()))
+        .unwrap();
+    let outer: GreeterClient = exposed.client("outer").unwrap();
+    let inner: GreeterClient = exposed.client("inner").unwrap();
+
+    let e = inner.greet("x".into()).await.unwrap_err();
+    assert!(e.is_access_denied(), "{e}");
+    assert_eq!(out.text(), "", "logging inside the refusal never sees the call");
+
+    let e = outer.greet("x".into()).await.unwrap_err();
+    assert!(e.is_access_denied(), "{e}");
+    let text = out.text();
+    assert!(text.contains("view=\"outer\""), "{text}");
+    assert!(text.contains("access denied: Greeter::greet refused"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn towers_timeout_is_a_filter() {
+    let node = Node::new();
+    let exposed = node
+        .expose(Greetings::default())
+        .with_view(
+            "v",
+            GreeterInterface::view().layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(100))),
+        )
+        .unwrap();
+    let client: GreeterClient = exposed.client("v").unwrap();
+    assert_eq!(client.greet("t".into()).await.unwrap(), "hello t");
+    let e = client.gated().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn towers_concurrency_limit_is_a_filter() {
+    let node = Node::new();
+    let exposed = node
+        .expose(Greetings::default())
+        .with_view(
+            "one-at-a-time",
+            GreeterInterface::view().layer(tower::limit::ConcurrencyLimitLayer::new(1)),
+        )
+        .unwrap();
+    let client: GreeterClient = exposed.client("one-at-a-time").unwrap();
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.gated().await })
+        })
+        .collect();
+    // Let every call reach the limit, then open the gate for all four.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    exposed.object().gate.add_permits(4);
+    for call in calls {
+        assert_eq!(within(call).await.unwrap().unwrap(), 1, "calls never overlapped");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn towers_load_shed_reports_overloaded() {
+    let node = Node::new();
+    let exposed = node
+        .expose(Greetings::default())
+        .with_view(
+            "shed",
+            GreeterInterface::view()
+                .layer(tower::load_shed::LoadShedLayer::new())
+                .layer(tower::limit::ConcurrencyLimitLayer::new(1)),
+        )
+        .unwrap();
+    let client: GreeterClient = exposed.client("shed").unwrap();
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.gated().await }
+    });
+    within(async {
+        while exposed.object().inside.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let e = client.greet("late".into()).await.unwrap_err();
+    assert!(e.is_overloaded(), "{e}");
+    exposed.object().gate.add_permits(1);
+    assert_eq!(within(first).await.unwrap().unwrap(), 1);
+    assert_eq!(client.greet("now".into()).await.unwrap(), "hello now");
+}
+
+#[test]
+fn filters_are_plain_tower_services() {
+    // A view's stack is an ordinary ServiceBuilder stack: the logging
+    // filter composes with anything tower offers and with closures.
+    let svc = ServiceBuilder::new()
+        .layer(LoggingLayer::new())
+        .service_fn(|_m: Message| async { Ok::<_, Error>(Value::unit()) });
+    let _: &tether::filters::logging::Logging<_> = &svc;
+}
