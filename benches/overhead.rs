@@ -1,1 +1,234 @@
-fn main() {}
+//! What Tether's semantics cost on a local call, against a direct call and
+//! a plain tower stack, all in one run on one current-thread runtime.
+//!
+//! `cargo bench --bench overhead`
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tether::abstractions::{FutureCall, Multicast, Oneway, Policy};
+use tether::filters::LoggingLayer;
+use tether::{Client, Node};
+use tower::util::BoxCloneService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+#[tether::interface]
+pub trait Calc {
+    async fn add(&self, a: u64, b: u64) -> u64;
+    async fn tick(&self, n: u64);
+}
+
+#[derive(Debug, Default)]
+pub struct Adder(AtomicU64);
+
+impl Calc for Adder {
+    async fn add(&self, a: u64, b: u64) -> u64 {
+        a.wrapping_add(b)
+    }
+    async fn tick(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A filter that does nothing but forward: the cost of one layer.
+#[derive(Clone, Copy, Debug)]
+pub struct PassLayer;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Pass<S>(S);
+
+impl<S> Layer<S> for PassLayer {
+    type Service = Pass<S>;
+    fn layer(&self, inner: S) -> Pass<S> {
+        Pass(inner)
+    }
+}
+
+impl<S: Service<R>, R> Service<R> for Pass<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+    fn call(&mut self, req: R) -> S::Future {
+        self.0.call(req)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn client(
+    node: &Node,
+    view: tether::View<CalcInterface, impl tether::Filters<CalcInterface, tether::Object<Adder>>>,
+) -> CalcClient {
+    node.expose(Adder::default())
+        .with_view("v", view)
+        .unwrap()
+        .client("v")
+        .unwrap()
+}
+
+/// The object's method as a plain tower service: what a hand-written
+/// tower service around the object does.
+fn adder_service(
+    object: Arc<Adder>,
+) -> impl Service<(u64, u64), Response = u64, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ 'static {
+    tower::service_fn(move |(a, b): (u64, u64)| {
+        let object = object.clone();
+        async move { Ok::<_, Infallible>(object.add(a, b).await) }
+    })
+}
+
+fn local_call(c: &mut Criterion) {
+    let rt = runtime();
+    let node = Node::new();
+    let mut g = c.benchmark_group("local_call");
+    g.measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+
+    let object = Arc::new(Adder::default());
+    g.bench_function("direct", |b| {
+        b.to_async(&rt).iter(|| {
+            let o = &object;
+            async move { o.add(black_box(1), black_box(2)).await }
+        })
+    });
+
+    let svc = BoxCloneService::new(adder_service(object.clone()));
+    g.bench_function("tower_box_clone_service", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let mut svc = svc.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let ready = svc.ready().await.unwrap();
+                    black_box(ready.call((black_box(1), black_box(2))).await.unwrap());
+                }
+                start.elapsed()
+            }
+        })
+    });
+
+    let five = BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(PassLayer)
+            .layer(PassLayer)
+            .layer(PassLayer)
+            .layer(PassLayer)
+            .layer(PassLayer)
+            .service(adder_service(object.clone())),
+    );
+    g.bench_function("tower_stack_5_pass", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let mut svc = five.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let ready = svc.ready().await.unwrap();
+                    black_box(ready.call((black_box(1), black_box(2))).await.unwrap());
+                }
+                start.elapsed()
+            }
+        })
+    });
+
+    let cases: Vec<(&str, CalcClient)> = vec![
+        ("tether_sync", client(&node, CalcInterface::view())),
+        (
+            "tether_sync_pass_1",
+            client(&node, CalcInterface::view().layer(PassLayer)),
+        ),
+        (
+            "tether_sync_pass_3",
+            client(
+                &node,
+                CalcInterface::view()
+                    .layer(PassLayer)
+                    .layer(PassLayer)
+                    .layer(PassLayer),
+            ),
+        ),
+        (
+            "tether_sync_pass_5",
+            client(
+                &node,
+                CalcInterface::view()
+                    .layer(PassLayer)
+                    .layer(PassLayer)
+                    .layer(PassLayer)
+                    .layer(PassLayer)
+                    .layer(PassLayer),
+            ),
+        ),
+        (
+            "tether_logging_no_subscriber",
+            client(&node, CalcInterface::view().layer(LoggingLayer::new())),
+        ),
+        (
+            "tether_future",
+            client(&node, CalcInterface::view().abstraction(FutureCall)),
+        ),
+    ];
+    for (name, client) in &cases {
+        g.bench_function(*name, |b| {
+            b.to_async(&rt)
+                .iter(|| async { client.add(black_box(1), black_box(2)).await.unwrap() })
+        });
+    }
+
+    let logged = client(&node, CalcInterface::view().layer(LoggingLayer::new()));
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        g.bench_function("tether_logging_subscriber", |b| {
+            b.to_async(&rt)
+                .iter(|| async { logged.add(black_box(1), black_box(2)).await.unwrap() })
+        });
+    });
+
+    let oneway = client(
+        &node,
+        CalcInterface::view().method(CalcInterface::TICK, Oneway),
+    );
+    g.bench_function("tether_oneway_and_run", |b| {
+        // The oneway call returns at once; yielding lets its task run, so
+        // this is the whole cost of a oneway call, not just its dispatch.
+        b.to_async(&rt).iter(|| async {
+            oneway.tick(black_box(1)).await.unwrap();
+            tokio::task::yield_now().await;
+        })
+    });
+
+    let members: Vec<_> = (0..3)
+        .map(|_| client(&node, CalcInterface::view()).reference().clone())
+        .collect();
+    let group: CalcClient = Multicast::new(members, Policy::All)
+        .unwrap()
+        .client()
+        .unwrap();
+    g.bench_function("tether_multicast_3", |b| {
+        b.to_async(&rt)
+            .iter(|| async { group.add(black_box(1), black_box(2)).await.unwrap() })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, local_call);
+criterion_main!(benches);

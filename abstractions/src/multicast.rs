@@ -10,8 +10,7 @@ use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use tether_semantics::{
     Abstraction, AbstractionKind, BoxFuture, Call, Client, Context, Dispatched, Error, ErrorKind,
-    InterfaceDescriptor, Invoke, Message, MethodView, Ref, Selector, Target, Value,
-    ViewDescriptor,
+    InterfaceDescriptor, Invoke, Message, MethodView, Ref, Selector, Target, Value, ViewDescriptor,
 };
 
 /// How a group's replies make one reply.
@@ -139,7 +138,10 @@ impl Multicast {
     /// ```ignore
     /// let sums: Vec<Result<u64, _>> = group.each(|c: &CalcClient| c.add(1, 2)).await;
     /// ```
-    pub async fn each<C, T, E>(&self, mut call: impl FnMut(&C) -> Call<T, E>) -> Vec<Result<T, Error<E>>>
+    pub async fn each<C, T, E>(
+        &self,
+        mut call: impl FnMut(&C) -> Call<T, E>,
+    ) -> Vec<Result<T, Error<E>>>
     where
         C: Client,
         E: Any,
@@ -151,7 +153,7 @@ impl Multicast {
             .map(|m| match C::from_ref(m.clone()) {
                 Ok(client) => futures_util::future::Either::Left(call(&client)),
                 Err(e) => futures_util::future::Either::Right(std::future::ready(Err(
-                    e.downcast_callee::<E>(),
+                    e.downcast_callee::<E>()
                 ))),
             })
             .collect();
@@ -200,7 +202,11 @@ impl Group {
     }
 }
 
-async fn combine(policy: Policy, selector: Selector, calls: Vec<Dispatched>) -> Result<Value, Error> {
+async fn combine(
+    policy: Policy,
+    selector: Selector,
+    calls: Vec<Dispatched>,
+) -> Result<Value, Error> {
     let n = calls.len();
     let needed = match policy {
         Policy::All => {
@@ -244,13 +250,15 @@ async fn combine(policy: Policy, selector: Selector, calls: Vec<Dispatched>) -> 
             }
         }
     }
+    let running = n - successes - failures.len();
     finish_in_background(pending, selector);
     failures.sort_by_key(|(i, _)| *i);
+    let failed = failures.len();
     let (i, first) = failures.swap_remove(0);
     Err(Error::new(
         first.kind(),
         format!(
-            "{successes} of {n} members answered {}, {needed} needed; member {i}: {first}",
+            "{} needs {needed} of {n} members: {successes} succeeded, {failed} failed, {running} still running; member {i}: {first}",
             selector.name()
         ),
     )
@@ -288,7 +296,11 @@ impl Invoke for Group {
             Some(_) => Ok(None),
             None => Err(Error::new(
                 ErrorKind::UnknownMethod,
-                format!("{} has no method {}", self.target.interface().name(), selector.name()),
+                format!(
+                    "{} has no method {}",
+                    self.target.interface().name(),
+                    selector.name()
+                ),
             )),
         }
     }
@@ -337,4 +349,3 @@ impl fmt::Debug for Multicast {
             .finish()
     }
 }
-

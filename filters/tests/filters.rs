@@ -1,6 +1,6 @@
 //! Filters in views: Tether's logging filter, and tower's own middleware
 //! used as filters unchanged.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::future::Future;
 use std::io::Write;
@@ -101,7 +101,10 @@ async fn logging_records_each_call_with_its_outcome() {
     let node = Node::new();
     let exposed = node
         .expose(Greetings::default())
-        .with_view("logged", GreeterInterface::view().layer(LoggingLayer::new()))
+        .with_view(
+            "logged",
+            GreeterInterface::view().layer(LoggingLayer::new()),
+        )
         .unwrap();
     let client: GreeterClient = exposed.client("logged").unwrap();
 
@@ -109,7 +112,8 @@ async fn logging_records_each_call_with_its_outcome() {
     let ctx = Context::new()
         .with_principal(Principal::new("bob", ["user"]))
         .with_transaction(TransactionId(0xabc));
-    ctx.scope(async { client.strict(String::new()).await.unwrap_err() }).await;
+    ctx.scope(async { client.strict(String::new()).await.unwrap_err() })
+        .await;
 
     let text = out.text();
     let lines: Vec<&str> = text.lines().collect();
@@ -153,15 +157,19 @@ async fn logging_below_the_subscriber_level_still_reports_failures() {
 }
 
 /// Refuses every call: a stand-in for an access filter.
-fn deny() -> tower::layer::util::Stack<
-    tower::filter::FilterLayer<fn(Message) -> Result<Message, Error>>,
-    tower::layer::util::Identity,
-> {
+type Refuse = tower::filter::FilterLayer<fn(Message) -> Result<Message, Error>>;
+
+fn deny() -> tower::layer::util::Stack<Refuse, tower::layer::util::Identity> {
     fn refuse(m: Message) -> Result<Message, Error> {
-        Err(Error::new(ErrorKind::AccessDenied, format!("{} refused", m.method_path())))
+        Err(Error::new(
+            ErrorKind::AccessDenied,
+            format!("{} refused", m.method_path()),
+        ))
     }
     ServiceBuilder::new()
-        .layer(tower::filter::FilterLayer::new(refuse as fn(Message) -> Result<Message, Error>))
+        .layer(tower::filter::FilterLayer::new(
+            refuse as fn(Message) -> Result<Message, Error>,
+        ))
         .into_inner()
 }
 
@@ -171,22 +179,39 @@ async fn filter_order_decides_what_is_logged() {
     let node = Node::new();
     let exposed = node
         .expose(Greetings::default())
-        .with_view("outer", GreeterInterface::view().layer(LoggingLayer::new()).layer(deny()))
+        .with_view(
+            "outer",
+            GreeterInterface::view()
+                .layer(LoggingLayer::new())
+                .layer(deny()),
+        )
         .unwrap()
-        .with_view("inner", GreeterInterface::view().layer(deny()).layer(LoggingLayer::new()))
+        .with_view(
+            "inner",
+            GreeterInterface::view()
+                .layer(deny())
+                .layer(LoggingLayer::new()),
+        )
         .unwrap();
     let outer: GreeterClient = exposed.client("outer").unwrap();
     let inner: GreeterClient = exposed.client("inner").unwrap();
 
     let e = inner.greet("x".into()).await.unwrap_err();
     assert!(e.is_access_denied(), "{e}");
-    assert_eq!(out.text(), "", "logging inside the refusal never sees the call");
+    assert_eq!(
+        out.text(),
+        "",
+        "logging inside the refusal never sees the call"
+    );
 
     let e = outer.greet("x".into()).await.unwrap_err();
     assert!(e.is_access_denied(), "{e}");
     let text = out.text();
     assert!(text.contains("view=\"outer\""), "{text}");
-    assert!(text.contains("access denied: Greeter::greet refused"), "{text}");
+    assert!(
+        text.contains("access denied: Greeter::greet refused"),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -196,7 +221,9 @@ async fn towers_timeout_is_a_filter() {
         .expose(Greetings::default())
         .with_view(
             "v",
-            GreeterInterface::view().layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(100))),
+            GreeterInterface::view().layer(tower::timeout::TimeoutLayer::new(
+                Duration::from_millis(100),
+            )),
         )
         .unwrap();
     let client: GreeterClient = exposed.client("v").unwrap();
@@ -226,7 +253,11 @@ async fn towers_concurrency_limit_is_a_filter() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     exposed.object().gate.add_permits(4);
     for call in calls {
-        assert_eq!(within(call).await.unwrap().unwrap(), 1, "calls never overlapped");
+        assert_eq!(
+            within(call).await.unwrap().unwrap(),
+            1,
+            "calls never overlapped"
+        );
     }
 }
 

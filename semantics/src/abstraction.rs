@@ -78,7 +78,10 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    pub(crate) fn new(delivery: BoxFuture<'static, Result<Value, Error>>, method: MethodPath) -> Self {
+    pub(crate) fn new(
+        delivery: BoxFuture<'static, Result<Value, Error>>,
+        method: MethodPath,
+    ) -> Self {
         Outgoing { delivery, method }
     }
 
@@ -187,7 +190,10 @@ impl Future for Dispatched {
                 .with_source(e)),
             }),
             Inner::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| {
-                Err(Error::new(ErrorKind::Internal, "call polled after completion"))
+                Err(Error::new(
+                    ErrorKind::Internal,
+                    "call polled after completion",
+                ))
             })),
         }
     }

@@ -75,8 +75,7 @@ impl<T, E> Future for Call<T, E> {
             let Some((target, selector, args)) = deferred.take() else {
                 unreachable!("a deferred call is dispatched on its first poll")
             };
-            self.state =
-                State::Dispatched(target.call_owned(selector, args, Context::for_call()));
+            self.state = State::Dispatched(target.call_owned(selector, args, Context::for_call()));
         }
         let State::Dispatched(dispatched) = &mut self.state else {
             unreachable!("dispatched above")

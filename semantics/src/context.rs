@@ -65,7 +65,9 @@ impl Context {
     /// task runs inside a call or a [`scope`](Context::scope), a fresh one
     /// otherwise.
     pub fn for_call() -> Self {
-        CURRENT.try_with(Context::clone).unwrap_or_else(|_| Context::new())
+        CURRENT
+            .try_with(Context::clone)
+            .unwrap_or_else(|_| Context::new())
     }
 
     /// The task's current context, if it runs inside a call or a scope.

@@ -245,8 +245,11 @@ impl Error {
                 .with_source(error);
         }
         if error.is::<tower::load_shed::error::Overloaded>() {
-            return Error::new(ErrorKind::Overloaded, "a load-shedding filter refused the call")
-                .with_source(error);
+            return Error::new(
+                ErrorKind::Overloaded,
+                "a load-shedding filter refused the call",
+            )
+            .with_source(error);
         }
         Error::new(ErrorKind::Failed, error.to_string()).with_source(error)
     }

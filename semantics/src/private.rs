@@ -52,7 +52,13 @@ where
     E: Any + Send,
 {
     let args = Value::call::<A, T>(args, cloner);
-    Call::start(target, selector, args, Value::into_result::<A, T>, Error::downcast_callee::<E>)
+    Call::start(
+        target,
+        selector,
+        args,
+        Value::into_result::<A, T>,
+        Error::downcast_callee::<E>,
+    )
 }
 
 fn keep(e: Error) -> Error {
@@ -155,7 +161,10 @@ pub fn unknown_method(message: Message) -> BoxFuture<'static, Result<Value, Erro
 pub const fn assert_wire_type<T: Serialize + DeserializeOwned + Send + 'static>() {}
 
 /// Picks how a multicast copies an argument tuple: `Clone` when the type
-/// has it (autoref specialization), otherwise a postcard round trip.
+/// has it, otherwise a postcard round trip (autoderef specialization; call
+/// as `(&&&Probe::<T>::new()).cloner()`). The last level never applies to a
+/// correct interface; it keeps a non-serde argument down to the one error
+/// `assert_wire_type` reports at the user's type.
 #[derive(Debug)]
 pub struct Probe<T>(PhantomData<T>);
 
@@ -178,13 +187,13 @@ pub trait ViaClone<T> {
     fn cloner(&self) -> Option<fn(&T) -> Option<T>>;
 }
 
-impl<T: Clone> ViaClone<T> for Probe<T> {
+impl<T: Clone> ViaClone<T> for &&Probe<T> {
     fn cloner(&self) -> Option<fn(&T) -> Option<T>> {
         Some(|t| Some(t.clone()))
     }
 }
 
-/// Chosen otherwise.
+/// Chosen when `T` is not `Clone` but travels by serde.
 pub trait ViaSerde<T> {
     /// The copier.
     fn cloner(&self) -> Option<fn(&T) -> Option<T>>;
@@ -196,5 +205,17 @@ impl<T: Serialize + DeserializeOwned> ViaSerde<T> for &Probe<T> {
             let bytes = postcard::to_allocvec(t).ok()?;
             postcard::from_bytes(&bytes).ok()
         })
+    }
+}
+
+/// Chosen otherwise: no copies.
+pub trait ViaNothing<T> {
+    /// No copier.
+    fn cloner(&self) -> Option<fn(&T) -> Option<T>>;
+}
+
+impl<T> ViaNothing<T> for Probe<T> {
+    fn cloner(&self) -> Option<fn(&T) -> Option<T>> {
+        None
     }
 }

@@ -9,8 +9,8 @@ use tower::{Layer, Service};
 
 use crate::view::{Erased, ErasedStack, ViewSlot};
 use crate::{
-    Abstraction, AbstractionKind, BoxError, BoxFuture, Context, Dispatched, Error, ErrorKind, Interface,
-    InterfaceDescriptor, Message, Outgoing, Selector, Target, Value, ViewDescriptor,
+    Abstraction, AbstractionKind, BoxError, BoxFuture, Context, Dispatched, Error, ErrorKind,
+    Interface, InterfaceDescriptor, Message, Outgoing, Selector, Target, Value, ViewDescriptor,
 };
 
 /// A reference to one view of one object.
@@ -21,6 +21,11 @@ use crate::{
 /// reference keeps the object alive. Cheap to clone.
 ///
 /// Typed stubs wrap a `Ref`; [`Ref::call`] is the untyped call they make.
+///
+/// `Ref` hashes by identity, so it is a sound key in a `HashSet` or
+/// `HashMap` even though the view it points at can be replaced. Clippy's
+/// `mutable_key_type` lint cannot see that; add
+/// `ignore-interior-mutability = ["tether::Ref"]` to `clippy.toml`.
 #[derive(Clone)]
 pub struct Ref(Inner);
 

@@ -327,8 +327,16 @@ pub(crate) struct MethodEntry {
 
 impl CompiledView {
     /// The view's entry for `selector`, if the view offers the method.
-    pub(crate) fn resolve(&self, selector: Selector, slot: &ViewSlot) -> Result<&MethodEntry, Error> {
-        match self.methods.iter().find(|m| m.descriptor.selector() == selector) {
+    pub(crate) fn resolve(
+        &self,
+        selector: Selector,
+        slot: &ViewSlot,
+    ) -> Result<&MethodEntry, Error> {
+        match self
+            .methods
+            .iter()
+            .find(|m| m.descriptor.selector() == selector)
+        {
             Some(m) if m.offered => Ok(m),
             Some(_) => Err(Error::new(
                 ErrorKind::UnknownMethod,
@@ -385,7 +393,10 @@ impl ViewSlot {
     pub(crate) fn unknown(&self) -> Error {
         Error::new(
             ErrorKind::UnknownObject,
-            format!("object {} has no view {:?} any more", self.object.id, self.name),
+            format!(
+                "object {} has no view {:?} any more",
+                self.object.id, self.name
+            ),
         )
     }
 

@@ -1,6 +1,6 @@
 //! The core model end to end: generated stubs, views, references, context
 //! and errors, all in one node.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -117,7 +117,12 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
     within(rx.recv()).await.expect("events channel open")
 }
 
-fn calc(node: &Node) -> (tether::Exposed<tether::Object<CalcObject>>, mpsc::UnboundedReceiver<String>) {
+fn calc(
+    node: &Node,
+) -> (
+    tether::Exposed<tether::Object<CalcObject>>,
+    mpsc::UnboundedReceiver<String>,
+) {
     let (object, rx) = CalcObject::new();
     (node.expose(object), rx)
 }
@@ -158,7 +163,10 @@ async fn per_method_override_makes_one_method_oneway() {
     let node = Node::new();
     let (exposed, mut rx) = calc(&node);
     let exposed = exposed
-        .with_view("v", CalcInterface::view().method(CalcInterface::RECORD, Oneway))
+        .with_view(
+            "v",
+            CalcInterface::view().method(CalcInterface::RECORD, Oneway),
+        )
         .unwrap();
     let client: CalcClient = exposed.client("v").unwrap();
     let view = exposed.view("v").unwrap().describe().unwrap();
@@ -181,9 +189,15 @@ async fn only_unit_methods_may_be_oneway() {
     let node = Node::new();
     let (exposed, _rx) = calc(&node);
     let e = exposed
-        .set_view("v", CalcInterface::view().method(CalcInterface::ADD, Oneway))
+        .set_view(
+            "v",
+            CalcInterface::view().method(CalcInterface::ADD, Oneway),
+        )
         .unwrap_err();
-    assert!(matches!(e, ViewError::NotOneway { method: "add", .. }), "{e}");
+    assert!(
+        matches!(e, ViewError::NotOneway { method: "add", .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("returns u64"), "{e}");
     // A Result<_, E> method cannot be oneway either: its error would be lost.
     let e = exposed
@@ -221,7 +235,9 @@ async fn future_calls_start_at_once_and_survive_a_dropped_handle() {
 async fn sync_calls_are_lazy_and_cancelled_when_dropped() {
     let node = Node::new();
     let (exposed, mut rx) = calc(&node);
-    let exposed = exposed.with_view("v", CalcInterface::view().abstraction(SyncCall)).unwrap();
+    let exposed = exposed
+        .with_view("v", CalcInterface::view().abstraction(SyncCall))
+        .unwrap();
     let client: CalcClient = exposed.client("v").unwrap();
 
     drop(client.wait("never".into()));
@@ -231,14 +247,19 @@ async fn sync_calls_are_lazy_and_cancelled_when_dropped() {
     assert_eq!(next(&mut rx).await, "started dropped");
     drop(call);
     assert_eq!(next(&mut rx).await, "dropped dropped");
-    assert!(rx.try_recv().is_err(), "the never-polled call never started");
+    assert!(
+        rx.try_recv().is_err(),
+        "the never-polled call never started"
+    );
 }
 
 async fn futures_poll_once<F: Future + Unpin>(mut f: F) -> Option<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }))
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
     .await
 }
 
@@ -253,7 +274,10 @@ struct Tag {
 impl<S> Layer<S> for Tag {
     type Service = Tagged<S>;
     fn layer(&self, inner: S) -> Tagged<S> {
-        Tagged { inner, tag: self.clone() }
+        Tagged {
+            inner,
+            tag: self.clone(),
+        }
     }
 }
 
@@ -296,7 +320,13 @@ impl<S: Service<Message>> Service<Message> for Tagged<S> {
 
 fn tag(t: &'static str) -> (Tag, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    (Tag { tag: t, seen: seen.clone() }, seen)
+    (
+        Tag {
+            tag: t,
+            seen: seen.clone(),
+        },
+        seen,
+    )
 }
 
 #[tokio::test]
@@ -310,7 +340,12 @@ async fn one_object_many_views_with_their_own_filters_and_shared_state() {
         .unwrap()
         .with_view("plain", CalcInterface::view())
         .unwrap()
-        .with_view("other", CalcInterface::view().only([CalcInterface::ADD]).layer(other))
+        .with_view(
+            "other",
+            CalcInterface::view()
+                .only([CalcInterface::ADD])
+                .layer(other),
+        )
         .unwrap();
     assert_eq!(exposed.views(), ["audited", "other", "plain"]);
 
@@ -342,7 +377,12 @@ async fn two_objects_of_one_type_have_different_semantics() {
     let node = Node::new();
     let (a, mut a_rx) = calc(&node);
     let (b, mut b_rx) = calc(&node);
-    let a = a.with_view("v", CalcInterface::view().method(CalcInterface::RECORD, Oneway)).unwrap();
+    let a = a
+        .with_view(
+            "v",
+            CalcInterface::view().method(CalcInterface::RECORD, Oneway),
+        )
+        .unwrap();
     let b = b.with_view("v", CalcInterface::view()).unwrap();
     let a: CalcClient = a.client("v").unwrap();
     let b: CalcClient = b.client("v").unwrap();
@@ -359,7 +399,9 @@ async fn a_view_swapped_at_run_time_lets_running_calls_finish_under_the_old_one(
     let (exposed, mut rx) = calc(&node);
     let (old, seen_old) = tag("old");
     let (new, seen_new) = tag("new");
-    let reference = exposed.set_view("v", CalcInterface::view().layer(old)).unwrap();
+    let reference = exposed
+        .set_view("v", CalcInterface::view().layer(old))
+        .unwrap();
     let client = CalcClient::from_ref(reference.clone()).unwrap();
 
     let running = tokio::spawn({
@@ -369,7 +411,9 @@ async fn a_view_swapped_at_run_time_lets_running_calls_finish_under_the_old_one(
     assert_eq!(next(&mut rx).await, "started first");
 
     // Replace the view while `first` is inside the object.
-    let again = exposed.set_view("v", CalcInterface::view().layer(new)).unwrap();
+    let again = exposed
+        .set_view("v", CalcInterface::view().layer(new))
+        .unwrap();
     assert_eq!(again, reference, "the reference survives the swap");
     assert_eq!(client.add(1, 1).await.unwrap(), 2);
 
@@ -427,10 +471,19 @@ async fn references_have_identity() {
     assert_eq!(ax, a.view("x").unwrap());
     assert_eq!(ax, node.lookup_ref("a/x").unwrap());
     assert_ne!(ax, a.view("y").unwrap(), "another view of the same object");
-    assert_ne!(ax, b.view("x").unwrap(), "the same view name on another object");
-    let set: HashSet<Ref> = [ax.clone(), a.view("x").unwrap(), a.view("y").unwrap(), b.view("x").unwrap()]
-        .into_iter()
-        .collect();
+    assert_ne!(
+        ax,
+        b.view("x").unwrap(),
+        "the same view name on another object"
+    );
+    let set: HashSet<Ref> = [
+        ax.clone(),
+        a.view("x").unwrap(),
+        a.view("y").unwrap(),
+        b.view("x").unwrap(),
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(set.len(), 3);
     let c1: CalcClient = node.lookup("a/x").unwrap();
     let c2: CalcClient = a.client("x").unwrap();
@@ -442,12 +495,19 @@ async fn references_have_identity() {
 #[tokio::test]
 async fn names_and_interfaces_are_checked() {
     let node = Node::new();
-    let other = node.expose(OtherObject).with_view("v", OtherInterface::view()).unwrap();
+    let other = node
+        .expose(OtherObject)
+        .with_view("v", OtherInterface::view())
+        .unwrap();
     node.publish("other", other.view("v").unwrap());
     let e = node.lookup::<CalcClient>("other").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Incompatible);
     assert!(e.message().contains("Other"), "{e}");
-    assert!(node.lookup::<CalcClient>("nothing").unwrap_err().is_unknown_object());
+    assert!(
+        node.lookup::<CalcClient>("nothing")
+            .unwrap_err()
+            .is_unknown_object()
+    );
     assert!(node.lookup::<OtherClient>("other").is_ok());
     assert_eq!(node.published(), ["other"]);
     assert!(node.unpublish("other").is_some());
@@ -460,12 +520,21 @@ async fn untyped_calls_with_wrong_arguments_or_selectors_are_refused() {
     let (exposed, _) = calc(&node);
     let r = exposed.set_view("v", CalcInterface::view()).unwrap();
     let add = CalcInterface::ADD.selector();
-    let e = r.call(add, Value::new("not numbers"), Context::new()).await.unwrap_err();
+    let e = r
+        .call(add, Value::new("not numbers"), Context::new())
+        .await
+        .unwrap_err();
     assert!(e.is_bad_arguments(), "{e}");
-    let ok = r.call(add, Value::new((20_u64, 22_u64)), Context::new()).await.unwrap();
+    let ok = r
+        .call(add, Value::new((20_u64, 22_u64)), Context::new())
+        .await
+        .unwrap();
     assert_eq!(ok.downcast_ref::<u64>(), Some(&42));
     let bogus = tether::Selector::new("no_such_method");
-    let e = r.call(bogus, Value::unit(), Context::new()).await.unwrap_err();
+    let e = r
+        .call(bogus, Value::unit(), Context::new())
+        .await
+        .unwrap_err();
     assert!(e.is_unknown_method(), "{e}");
 }
 
@@ -474,7 +543,10 @@ async fn the_context_flows_into_callees_and_their_nested_calls() {
     let node = Node::new();
     let (mut object, _rx) = CalcObject::new();
     object.node = Some(node.clone());
-    let outer = node.expose(object).with_view("v", CalcInterface::view()).unwrap();
+    let outer = node
+        .expose(object)
+        .with_view("v", CalcInterface::view())
+        .unwrap();
     let (inner, _rx2) = calc(&node);
     let inner = inner.with_view("v", CalcInterface::view()).unwrap();
     node.publish("inner", inner.view("v").unwrap());
@@ -489,7 +561,10 @@ async fn the_context_flows_into_callees_and_their_nested_calls() {
     assert_eq!(tx, Some(7));
     assert_eq!(who.as_deref(), Some("alice"));
     // A call made by a callee belongs to the same chain.
-    assert_eq!(ctx.scope(outer.nested("inner".into())).await.unwrap(), chain.0);
+    assert_eq!(
+        ctx.scope(outer.nested("inner".into())).await.unwrap(),
+        chain.0
+    );
     // Outside any scope, every top-level call starts its own chain.
     let (c1, _, _) = outer.whoami().await.unwrap();
     let (c2, _, _) = outer.whoami().await.unwrap();
@@ -511,7 +586,11 @@ async fn deadlines_end_calls() {
     let e = soon.scope(client.wait("slow".into())).await.unwrap_err();
     assert!(e.is_deadline_exceeded(), "{e}");
     assert_eq!(next(&mut rx).await, "started slow");
-    assert_eq!(next(&mut rx).await, "dropped slow", "the callee was stopped");
+    assert_eq!(
+        next(&mut rx).await,
+        "dropped slow",
+        "the callee was stopped"
+    );
 }
 
 #[tokio::test]
@@ -535,16 +614,25 @@ async fn caller_side_filters_decorate_but_cannot_bypass_the_view() {
     assert_eq!(next(&mut rx).await, "recorded r");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen[0], "caller Calc::add view=v n=1 args=(2,2)");
-    assert_eq!(seen.len(), 2, "the refused call never reached the filters: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "the refused call never reached the filters: {seen:?}"
+    );
 }
 
 #[test]
 fn calls_that_need_a_runtime_fail_clearly_outside_one() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let node = Node::new();
     let (exposed, _rx) = calc(&node);
     let exposed = exposed
-        .with_view("v", CalcInterface::view().method(CalcInterface::RECORD, Oneway))
+        .with_view(
+            "v",
+            CalcInterface::view().method(CalcInterface::RECORD, Oneway),
+        )
         .unwrap();
     let client: CalcClient = exposed.client("v").unwrap();
     let e = rt.block_on(client.record("x".into())).unwrap_err();
@@ -560,10 +648,17 @@ fn a_future_call_whose_runtime_shuts_down_reports_disconnected() {
         .with_view("v", CalcInterface::view().abstraction(FutureCall))
         .unwrap();
     let client: CalcClient = exposed.client("v").unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let handle = rt.block_on(async { client.wait("forever".into()) });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let handle = {
+        let _in_runtime = rt.enter();
+        client.wait("forever".into())
+    };
     drop(rt);
-    let other = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let other = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let e = other.block_on(handle).unwrap_err();
     assert!(e.is_disconnected(), "{e}");
 }
@@ -584,7 +679,10 @@ where
         self.0.poll_ready(cx)
     }
     fn call(&mut self, m: Message) -> Self::Future {
-        let e = Error::new(ErrorKind::AccessDenied, format!("{} is not for you", m.method_path()));
+        let e = Error::new(
+            ErrorKind::AccessDenied,
+            format!("{} is not for you", m.method_path()),
+        );
         Box::pin(async move { Err(e) })
     }
 }
@@ -594,7 +692,10 @@ async fn errors_from_filters_keep_their_kind() {
     let node = Node::new();
     let (exposed, mut rx) = calc(&node);
     let exposed = exposed
-        .with_view("v", CalcInterface::view().layer(tower::layer::layer_fn(DenyAll)))
+        .with_view(
+            "v",
+            CalcInterface::view().layer(tower::layer::layer_fn(DenyAll)),
+        )
         .unwrap();
     let client: CalcClient = exposed.client("v").unwrap();
     let e = client.record("secret".into()).await.unwrap_err();
@@ -610,9 +711,10 @@ async fn errors_from_filters_keep_their_kind() {
 async fn a_tower_service_can_be_exposed_as_an_object() {
     let node = Node::new();
     let svc = tower::service_fn(|m: Message| async move {
-        let (a, b) = *m.args().args::<(u64, u64)>().ok_or_else(|| {
-            Error::new(ErrorKind::BadArguments, "add takes two numbers")
-        })?;
+        let (a, b) = *m
+            .args()
+            .args::<(u64, u64)>()
+            .ok_or_else(|| Error::new(ErrorKind::BadArguments, "add takes two numbers"))?;
         Ok::<_, Error>(Value::new(a * b)) // a "calculator" that multiplies
     });
     let exposed = node

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ReturnType, TraitItem, Type};
 
-use crate::parse::{MethodSpec, Ret, Spec, selector_id, type_string};
+use crate::parse::{MethodSpec, Ret, Spec, selector_id, type_key, type_string};
 
 /// The one path generated code reaches the runtime through.
 fn rt() -> TokenStream {
@@ -34,7 +34,9 @@ fn desugar_trait(spec: &Spec) -> TokenStream {
     item.supertraits
         .push(syn::parse_quote!(::core::marker::Sync));
     for trait_item in &mut item.items {
-        let TraitItem::Fn(f) = trait_item else { continue };
+        let TraitItem::Fn(f) = trait_item else {
+            continue;
+        };
         f.sig.asyncness = None;
         let output: Type = match &f.sig.output {
             ReturnType::Default => syn::parse_quote!(()),
@@ -141,7 +143,7 @@ fn marker(spec: &Spec) -> TokenStream {
         let ok = m.ret.ok();
         quote! {
             #id => {
-                let __tether_object = #rt::Arc::clone(__tether_object);
+                let __tether_object = <#rt::Arc<__TetherObject> as ::core::clone::Clone>::clone(__tether_object);
                 #rt::Box::pin(#rt::run(__tether_message, move |mut __tether_args| async move {
                     let ( #(#bindings,)* ) = #rt::take_args::<#args, #ok>(&mut __tether_args)?;
                     let __tether_result = <__TetherObject as #trait_name>::#ident(&*__tether_object, #(#bindings),*).await;
@@ -209,7 +211,10 @@ fn client(spec: &Spec) -> TokenStream {
     let methods = spec.methods.iter().map(|m| {
         let ident = &m.ident;
         let c = const_name(m);
-        let fallback = format!("Calls [`{trait_str}::{}`] through the referenced view.", m.name);
+        let fallback = format!(
+            "Calls [`{trait_str}::{}`] through the referenced view.",
+            m.name
+        );
         let docs = if m.docs.is_empty() {
             quote!(#[doc = #fallback])
         } else {
@@ -221,14 +226,11 @@ fn client(spec: &Spec) -> TokenStream {
         let names = m.params.iter().map(|(p, _)| p);
         let cloner = quote! {{
             #[allow(unused_imports)]
-            use #rt::{ViaClone as _, ViaSerde as _};
-            (&#rt::Probe::<#args>::new()).cloner()
+            use #rt::{ViaClone as _, ViaNothing as _, ViaSerde as _};
+            (&&&#rt::Probe::<#args>::new()).cloner()
         }};
         let (output, call) = match &m.ret {
-            Ret::Plain(r) => (
-                quote!(#rt::Call<#r>),
-                quote!(#rt::call::<#args, #r>),
-            ),
+            Ret::Plain(r) => (quote!(#rt::Call<#r>), quote!(#rt::call::<#args, #r>)),
             Ret::Fallible(t, e) => (
                 quote!(#rt::Call<#t, #e>),
                 quote!(#rt::call_fallible::<#args, #t, #e>),
@@ -270,17 +272,18 @@ fn client(spec: &Spec) -> TokenStream {
     }
 }
 
-/// FNV-1a 64 over the trait's name and its methods' signatures, sorted by
-/// method name so that reordering methods keeps the fingerprint.
+/// FNV-1a 64 over the trait's name and its methods' signatures (types by
+/// their last path segments), sorted by method name so that reordering
+/// methods keeps the fingerprint.
 fn fingerprint(spec: &Spec) -> u64 {
     let mut sigs: Vec<String> = spec
         .methods
         .iter()
         .map(|m| {
-            let params: Vec<String> = m.params.iter().map(|(_, t)| type_string(t)).collect();
+            let params: Vec<String> = m.params.iter().map(|(_, t)| type_key(t)).collect();
             let ret = match &m.ret {
-                Ret::Plain(t) => type_string(t),
-                Ret::Fallible(t, e) => format!("{}!{}", type_string(t), type_string(e)),
+                Ret::Plain(t) => type_key(t),
+                Ret::Fallible(t, e) => format!("{}!{}", type_key(t), type_key(e)),
             };
             format!("{}({})->{}", m.name, params.join(","), ret)
         })

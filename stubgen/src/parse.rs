@@ -5,8 +5,8 @@ use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{
-    Attribute, FnArg, GenericArgument, Ident, ItemTrait, Pat, PathArguments, ReturnType,
-    TraitItem, TraitItemFn, Type, Visibility,
+    Attribute, FnArg, GenericArgument, Ident, ItemTrait, Pat, PathArguments, ReturnType, TraitItem,
+    TraitItemFn, Type, Visibility,
 };
 
 /// A trait the macro accepted.
@@ -31,7 +31,7 @@ pub(crate) enum Ret {
     /// `-> T`, including no return type (`()`).
     Plain(Type),
     /// `-> Result<T, E>`.
-    Fallible(Type, Type),
+    Fallible(Type, Box<Type>),
 }
 
 impl Ret {
@@ -92,26 +92,42 @@ fn method(f: &TraitItemFn, errors: &mut Errors) -> Option<MethodSpec> {
         ));
     }
     if let Some(c) = &sig.constness {
-        errors.push(syn::Error::new(c.span(), "interface methods cannot be `const`"));
+        errors.push(syn::Error::new(
+            c.span(),
+            "interface methods cannot be `const`",
+        ));
     }
     if let Some(u) = &sig.unsafety {
-        errors.push(syn::Error::new(u.span(), "interface methods cannot be `unsafe`"));
+        errors.push(syn::Error::new(
+            u.span(),
+            "interface methods cannot be `unsafe`",
+        ));
     }
     if let Some(abi) = &sig.abi {
-        errors.push(syn::Error::new(abi.span(), "interface methods cannot declare an ABI"));
+        errors.push(syn::Error::new(
+            abi.span(),
+            "interface methods cannot declare an ABI",
+        ));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(syn::Error::new(v.span(), "interface methods cannot be variadic"));
+        errors.push(syn::Error::new(
+            v.span(),
+            "interface methods cannot be variadic",
+        ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.push(syn::Error::new(
             sig.generics.span(),
-            format!("`{}` cannot be generic: a selector names one method with concrete argument types", sig.ident),
+            format!(
+                "`{}` cannot be generic: a selector names one method with concrete argument types",
+                sig.ident
+            ),
         ));
     }
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
-        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
+        Some(FnArg::Receiver(r))
+            if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_some() => {
             errors.push(syn::Error::new(
                 r.span(),
@@ -152,7 +168,7 @@ fn method(f: &TraitItemFn, errors: &mut Errors) -> Option<MethodSpec> {
         ReturnType::Type(_, ty) => {
             check_owned(ty, errors);
             match result_args(ty) {
-                Some((t, e)) => Ret::Fallible(t, e),
+                Some((t, e)) => Ret::Fallible(t, Box::new(e)),
                 None => Ret::Plain((**ty).clone()),
             }
         }
@@ -164,7 +180,12 @@ fn method(f: &TraitItemFn, errors: &mut Errors) -> Option<MethodSpec> {
     Some(MethodSpec {
         ident: sig.ident.clone(),
         name: name.strip_prefix("r#").unwrap_or(&name).to_string(),
-        docs: f.attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect(),
+        docs: f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .cloned()
+            .collect(),
         params,
         ret,
     })
@@ -231,8 +252,9 @@ fn check_selectors(methods: &[MethodSpec], errors: &mut Errors) {
 /// The 32-bit FNV-1a hash of a method's name; must equal
 /// `tether_semantics::selector_id` (the generated code asserts it).
 pub(crate) fn selector_id(name: &str) -> u32 {
-    name.bytes()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// A type as written, with token spacing tidied for people to read.
@@ -256,6 +278,27 @@ pub(crate) fn type_string(ty: &Type) -> String {
         s = "()".to_string();
     }
     s
+}
+
+/// A type as the fingerprint sees it: module paths dropped (`a::b::T<x::U>`
+/// is `T<U>`), so two sides that import a type differently agree.
+pub(crate) fn type_key(ty: &Type) -> String {
+    struct LastSegments;
+    impl syn::visit_mut::VisitMut for LastSegments {
+        fn visit_type_path_mut(&mut self, p: &mut syn::TypePath) {
+            syn::visit_mut::visit_type_path_mut(self, p);
+            if p.qself.is_none() {
+                if let Some(last) = p.path.segments.pop() {
+                    p.path.segments.clear();
+                    p.path.segments.push(last.into_value());
+                    p.path.leading_colon = None;
+                }
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    syn::visit_mut::VisitMut::visit_type_mut(&mut LastSegments, &mut ty);
+    type_string(&ty)
 }
 
 #[derive(Default)]

@@ -1,0 +1,6 @@
+#[tether::interface]
+pub trait Account {
+    async fn deposit<T: Into<u64>>(&self, amount: T) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[tether::interface]
+pub trait Account {
+    fn balance(&self) -> u64;
+}
+
+fn main() {}
