@@ -1,15 +1,20 @@
 //! The call context: who calls, along which chain, under which transaction,
 //! until when.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-tokio::task_local! {
-    static CURRENT: Context;
+thread_local! {
+    /// The context of the call being polled on this thread, swapped in and
+    /// out around each poll by [`Scoped`]: a task-local, in effect.
+    static CURRENT: Cell<Option<Context>> = const { Cell::new(None) };
 }
 
 /// Everything a call carries besides its target, selector and arguments.
@@ -41,8 +46,15 @@ tokio::task_local! {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Context {
-    principal: Option<Principal>,
     chain: ChainId,
+    /// Everything else; most calls have none of it, so a context is two
+    /// words and a fresh one allocates nothing. Changed copy-on-write.
+    extra: Option<Arc<Extra>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Extra {
+    principal: Option<Principal>,
     transaction: Option<TransactionId>,
     deadline: Option<Instant>,
     trace: Option<TraceId>,
@@ -53,11 +65,8 @@ impl Context {
     /// deadline, no trace.
     pub fn new() -> Self {
         Context {
-            principal: None,
             chain: ChainId::fresh(),
-            transaction: None,
-            deadline: None,
-            trace: None,
+            extra: None,
         }
     }
 
@@ -65,24 +74,42 @@ impl Context {
     /// task runs inside a call or a [`scope`](Context::scope), a fresh one
     /// otherwise.
     pub fn for_call() -> Self {
-        CURRENT
-            .try_with(Context::clone)
-            .unwrap_or_else(|_| Context::new())
+        Self::current().unwrap_or_default()
     }
 
     /// The task's current context, if it runs inside a call or a scope.
     pub fn current() -> Option<Self> {
-        CURRENT.try_with(Context::clone).ok()
+        CURRENT
+            .try_with(|c| {
+                let current = c.take();
+                let copy = current.clone();
+                c.set(current);
+                copy
+            })
+            .ok()
+            .flatten()
     }
 
-    /// Runs `future` with this context as the current one.
-    pub async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+    /// Runs `future` with this context as the current one: while it is
+    /// polled, [`Context::current`] is this context.
+    pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
+        Scoped {
+            inner: future,
+            context: Some(self),
+        }
+    }
+
+    fn extra(&self) -> Option<&Extra> {
+        self.extra.as_deref()
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        Arc::make_mut(self.extra.get_or_insert_with(Default::default))
     }
 
     /// Who calls; `None` is anonymous.
     pub fn principal(&self) -> Option<&Principal> {
-        self.principal.as_ref()
+        self.extra()?.principal.as_ref()
     }
     /// The call chain this call belongs to.
     pub fn chain(&self) -> ChainId {
@@ -90,20 +117,20 @@ impl Context {
     }
     /// The transaction the call runs in, if any.
     pub fn transaction(&self) -> Option<TransactionId> {
-        self.transaction
+        self.extra()?.transaction
     }
     /// When the call must have completed.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.extra()?.deadline
     }
     /// The trace the call belongs to.
     pub fn trace(&self) -> Option<TraceId> {
-        self.trace
+        self.extra()?.trace
     }
 
     /// Sets who calls.
     pub fn set_principal(&mut self, principal: Option<Principal>) {
-        self.principal = principal;
+        self.extra_mut().principal = principal;
     }
     /// Joins a call chain.
     pub fn set_chain(&mut self, chain: ChainId) {
@@ -111,26 +138,27 @@ impl Context {
     }
     /// Sets or clears the transaction.
     pub fn set_transaction(&mut self, transaction: Option<TransactionId>) {
-        self.transaction = transaction;
+        self.extra_mut().transaction = transaction;
     }
     /// Sets or clears the deadline. A deadline only ever gets earlier along
     /// a chain: use [`tighten_deadline`](Context::tighten_deadline) to keep
     /// that.
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
+        self.extra_mut().deadline = deadline;
     }
     /// Sets the deadline to `deadline` unless the current one is earlier.
     pub fn tighten_deadline(&mut self, deadline: Instant) {
-        self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
+        let extra = self.extra_mut();
+        extra.deadline = Some(extra.deadline.map_or(deadline, |d| d.min(deadline)));
     }
     /// Sets or clears the trace.
     pub fn set_trace(&mut self, trace: Option<TraceId>) {
-        self.trace = trace;
+        self.extra_mut().trace = trace;
     }
 
     /// Builder form of [`set_principal`](Context::set_principal).
     pub fn with_principal(mut self, principal: Principal) -> Self {
-        self.principal = Some(principal);
+        self.set_principal(Some(principal));
         self
     }
     /// Builder form of [`tighten_deadline`](Context::tighten_deadline).
@@ -140,12 +168,12 @@ impl Context {
     }
     /// Builder form of [`set_transaction`](Context::set_transaction).
     pub fn with_transaction(mut self, transaction: TransactionId) -> Self {
-        self.transaction = Some(transaction);
+        self.set_transaction(Some(transaction));
         self
     }
     /// Builder form of [`set_trace`](Context::set_trace).
     pub fn with_trace(mut self, trace: TraceId) -> Self {
-        self.trace = Some(trace);
+        self.set_trace(Some(trace));
         self
     }
 }
@@ -154,6 +182,51 @@ impl Default for Context {
     fn default() -> Self {
         Self::new()
     }
+}
+
+pin_project_lite::pin_project! {
+    /// A future run with a [`Context`] as the current one; see
+    /// [`Context::scope`].
+    #[derive(Debug)]
+    pub struct Scoped<F> {
+        #[pin]
+        inner: F,
+        context: Option<Context>,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _current = Swap::enter(this.context);
+        this.inner.poll(cx)
+    }
+}
+
+/// Makes a context current until dropped (also when the poll unwinds),
+/// then puts the previous one back.
+struct Swap<'a> {
+    ours: &'a mut Option<Context>,
+    previous: Option<Context>,
+}
+
+impl<'a> Swap<'a> {
+    fn enter(ours: &'a mut Option<Context>) -> Self {
+        let previous = exchange(ours.take());
+        Swap { ours, previous }
+    }
+}
+
+impl Drop for Swap<'_> {
+    fn drop(&mut self) {
+        *self.ours = exchange(self.previous.take());
+    }
+}
+
+fn exchange(context: Option<Context>) -> Option<Context> {
+    CURRENT.try_with(|c| c.replace(context)).ok().flatten()
 }
 
 /// An authenticated caller: a name and the roles it holds.
@@ -225,10 +298,23 @@ impl ChainId {
     /// collide with another process's (the counter starts at a random
     /// point).
     pub fn fresh() -> Self {
+        // Each thread takes blocks of ids from a process-wide counter, so a
+        // fresh id costs no atomic operation on the call path.
+        const BLOCK: u64 = 1 << 16;
         static BASE: OnceLock<u64> = OnceLock::new();
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let base = *BASE.get_or_init(random_u64);
-        ChainId(base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)))
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            static LOCAL: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+        }
+        LOCAL.with(|local| {
+            let (mut next, mut end) = local.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+                end = next + BLOCK;
+            }
+            local.set((next + 1, end));
+            ChainId(BASE.get_or_init(random_u64).wrapping_add(next))
+        })
     }
 }
 
@@ -274,12 +360,61 @@ mod tests {
     }
 
     #[test]
+    fn a_context_is_two_words_and_copies_on_write() {
+        assert_eq!(std::mem::size_of::<Context>(), 16);
+        let a = Context::new().with_transaction(TransactionId(1));
+        let mut b = a.clone();
+        b.set_transaction(Some(TransactionId(2)));
+        assert_eq!(a.transaction(), Some(TransactionId(1)));
+        assert_eq!(b.transaction(), Some(TransactionId(2)));
+        assert_eq!(a.chain(), b.chain());
+    }
+
+    #[test]
     fn deadlines_only_tighten() {
         let now = Instant::now();
         let later = now + std::time::Duration::from_secs(5);
         let mut ctx = Context::new().with_deadline(now);
         ctx.tighten_deadline(later);
         assert_eq!(ctx.deadline(), Some(now));
+    }
+
+    #[tokio::test]
+    async fn scopes_nest_and_restore() {
+        let outer = Context::new();
+        let inner = Context::new();
+        let (o, i) = (outer.chain(), inner.chain());
+        outer
+            .scope(async move {
+                assert_eq!(Context::for_call().chain(), o);
+                inner
+                    .scope(async move {
+                        assert_eq!(Context::for_call().chain(), i);
+                        tokio::task::yield_now().await;
+                        assert_eq!(Context::for_call().chain(), i);
+                    })
+                    .await;
+                assert_eq!(Context::for_call().chain(), o);
+            })
+            .await;
+        assert!(Context::current().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_scope_is_per_task_not_per_thread() {
+        let ctx = Context::new();
+        let chain = ctx.chain();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let scoped = tokio::spawn(ctx.scope(async move {
+            rx.await.unwrap();
+            Context::for_call().chain()
+        }));
+        // Another task on the same thread sees no context while the
+        // scoped task is suspended.
+        tokio::task::yield_now().await;
+        assert!(Context::current().is_none());
+        tx.send(()).unwrap();
+        assert_eq!(scoped.await.unwrap(), chain);
     }
 
     #[tokio::test]

@@ -17,7 +17,6 @@
 //! marker with its descriptor, and a skeleton that dispatches messages.
 //!
 //! ```
-//! use std::sync::Arc;
 //! use tether_semantics::*;
 //!
 //! struct Adder;
@@ -32,7 +31,7 @@
 //!     );
 //! }
 //! impl Serve<Adder> for AdderInterface {
-//!     fn dispatch(_: &Arc<Adder>, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
+//!     fn dispatch(message: Message) -> BoxFuture<'static, Result<Value, Error>> {
 //!         let sum = message.args().args::<(u64, u64)>().map(|(a, b)| a + b);
 //!         Box::pin(async move {
 //!             sum.map(Value::new)
@@ -74,7 +73,7 @@ pub mod __private;
 
 pub use abstraction::{Abstraction, AbstractionKind, Dispatched, Outgoing};
 pub use call::Call;
-pub use context::{ChainId, Context, Principal, TraceId, TransactionId};
+pub use context::{ChainId, Context, Principal, Scoped, TraceId, TransactionId};
 pub use error::{Detail, Error, ErrorKind};
 pub use interface::{Interface, InterfaceDescriptor, Method, MethodDescriptor, Param, Serve};
 pub use message::{Message, MethodPath, Target};

@@ -55,10 +55,7 @@ impl Message {
     }
     /// `Interface::method`, for logs.
     pub fn method_path(&self) -> MethodPath {
-        MethodPath {
-            interface: self.target.interface().name(),
-            method: self.selector.name(),
-        }
+        MethodPath::new(self.target.interface().name(), self.selector.name())
     }
     /// The message's parts.
     pub fn into_parts(self) -> (Target, Selector, Value, Context) {
@@ -82,6 +79,12 @@ impl fmt::Debug for Message {
 pub struct MethodPath {
     interface: &'static str,
     method: &'static str,
+}
+
+impl MethodPath {
+    pub(crate) fn new(interface: &'static str, method: &'static str) -> Self {
+        MethodPath { interface, method }
+    }
 }
 
 impl fmt::Display for MethodPath {
@@ -112,10 +115,12 @@ impl Target {
                 id: ObjectId(0),
                 type_name,
                 state: ObjectState::default(),
+                object: None,
             }),
             name: view.into(),
             interface,
             current: arc_swap::ArcSwapOption::empty(),
+            all_sync: std::sync::atomic::AtomicBool::new(true),
         }))
     }
 
@@ -138,6 +143,11 @@ impl Target {
     /// The Rust type of the object, for logs.
     pub fn type_name(&self) -> &'static str {
         self.0.object.type_name
+    }
+
+    /// The exposed Rust object, if it is a `T`.
+    pub(crate) fn object_as<T: Any>(&self) -> Option<&T> {
+        self.0.object.object.as_deref()?.downcast_ref()
     }
 
     /// Per-object state of type `T`, created on first use.
@@ -176,6 +186,10 @@ pub(crate) struct ObjectEntry {
     pub(crate) id: ObjectId,
     pub(crate) type_name: &'static str,
     pub(crate) state: ObjectState,
+    /// The Rust object, for skeletons: a call's future owns its target, so
+    /// the skeleton borrows the object from there instead of cloning an
+    /// `Arc` per call. `None` for services exposed as objects.
+    pub(crate) object: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 /// A small type map of per-object filter state.

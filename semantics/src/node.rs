@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context as TaskContext, Poll};
 
@@ -83,7 +83,8 @@ impl Node {
 
     /// Exposes an object the caller already shares.
     pub fn expose_arc<T: Send + Sync + 'static>(&self, object: Arc<T>) -> Exposed<Object<T>> {
-        self.expose_backing(std::any::type_name::<T>(), Object(object))
+        let shared: Arc<dyn std::any::Any + Send + Sync> = object.clone();
+        self.expose_backing(std::any::type_name::<T>(), Some(shared), Object(object))
     }
 
     /// Exposes a tower service of messages as an object: a hand-written
@@ -96,10 +97,15 @@ impl Node {
             + Sync
             + 'static,
     {
-        self.expose_backing(std::any::type_name::<S>(), ServiceObject(service))
+        self.expose_backing(std::any::type_name::<S>(), None, ServiceObject(service))
     }
 
-    fn expose_backing<B>(&self, type_name: &'static str, backing: B) -> Exposed<B> {
+    fn expose_backing<B>(
+        &self,
+        type_name: &'static str,
+        object: Option<Arc<dyn std::any::Any + Send + Sync>>,
+        backing: B,
+    ) -> Exposed<B> {
         let id = ObjectId(self.inner.next_object.fetch_add(1, Ordering::Relaxed));
         Exposed {
             inner: Arc::new(ExposedInner {
@@ -108,6 +114,7 @@ impl Node {
                     id,
                     type_name,
                     state: ObjectState::default(),
+                    object,
                 }),
                 backing,
                 views: Mutex::new(HashMap::new()),
@@ -236,12 +243,13 @@ impl<B: Send + Sync + 'static> Exposed<B> {
                     name: Arc::clone(&name),
                     interface: I::DESCRIPTOR,
                     current: ArcSwapOption::empty(),
+                    all_sync: AtomicBool::new(true),
                 });
                 views.insert(name, Arc::clone(&slot));
                 slot
             }
         };
-        slot.current.store(Some(compiled));
+        slot.store(Some(compiled));
         Ok(Ref::local(slot))
     }
 
@@ -251,7 +259,7 @@ impl<B: Send + Sync + 'static> Exposed<B> {
     pub fn remove_view(&self, name: &str) -> bool {
         self.lock_views()
             .get(name)
-            .is_some_and(|slot| slot.current.swap(None).is_some())
+            .is_some_and(|slot| slot.store(None))
     }
 
     /// A reference to the view `name`.
@@ -332,8 +340,7 @@ where
 
     fn service(&self) -> Skeleton<I, T> {
         Skeleton {
-            object: Arc::clone(&self.0),
-            _interface: PhantomData,
+            _types: PhantomData,
         }
     }
 
@@ -343,17 +350,16 @@ where
 }
 
 /// The innermost service of a view over an object: decodes the message and
-/// calls the object, through the skeleton the interface macro generated.
+/// calls the object (which the message's target holds), through the
+/// skeleton the interface macro generated.
 pub struct Skeleton<I, T> {
-    object: Arc<T>,
-    _interface: PhantomData<fn() -> I>,
+    _types: PhantomData<fn() -> (I, T)>,
 }
 
 impl<I, T> Clone for Skeleton<I, T> {
     fn clone(&self) -> Self {
         Skeleton {
-            object: Arc::clone(&self.object),
-            _interface: PhantomData,
+            _types: PhantomData,
         }
     }
 }
@@ -377,7 +383,7 @@ impl<I: Serve<T>, T> Service<Message> for Skeleton<I, T> {
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        I::dispatch(&self.object, message)
+        I::dispatch(message)
     }
 }
 
@@ -385,7 +391,7 @@ impl<I: Serve<T>, T> Service<Message> for Skeleton<I, T> {
 // it directly.
 impl<I: Serve<T>, T: Send + Sync + 'static> ErasedStack for Skeleton<I, T> {
     fn call(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
-        I::dispatch(&self.object, message)
+        I::dispatch(message)
     }
 }
 

@@ -20,7 +20,7 @@ pub use std::sync::Arc;
 pub use crate::interface::{InterfaceDescriptor, MethodDescriptor, Param};
 pub use crate::{
     BoxFuture, Call, Client, Context, Detail, Error, Interface, Message, Method, Ref, Selector,
-    Serve, Value, View,
+    Serve, Target, Value, View,
 };
 pub use serde;
 
@@ -65,41 +65,62 @@ fn keep(e: Error) -> Error {
     e
 }
 
-/// The skeleton's side of every method: runs `body` on the message's
-/// arguments with the message's context as the task's current context,
-/// turns a panic into [`ErrorKind::Failed`](crate::ErrorKind::Failed), and
-/// ends the call at its deadline.
-pub async fn run<F, Fut>(message: Message, body: F) -> Result<Value, Error>
-where
-    F: FnOnce(Value) -> Fut,
-    Fut: Future<Output = Result<Value, Error>> + Send,
-{
-    let method = message.method_path();
-    let (_, _, args, context) = message.into_parts();
+/// The parts of a message a skeleton works with.
+pub fn open(message: Message) -> (Target, Selector, Value, Context) {
+    message.into_parts()
+}
+
+/// The object the target holds, as a `T`.
+pub fn object<T: Any>(target: &Target) -> Result<&T, Error> {
+    target.object_as::<T>().ok_or_else(|| {
+        Error::new(
+            crate::ErrorKind::Internal,
+            format!(
+                "{} is not served by an object of type {}",
+                target.interface().name(),
+                std::any::type_name::<T>()
+            ),
+        )
+    })
+}
+
+/// The skeleton's side of every method: runs the method's future with the
+/// message's context as the task's current context, turns a panic into
+/// [`ErrorKind::Failed`](crate::ErrorKind::Failed), and ends the call at
+/// its deadline.
+pub async fn run<F: Future>(
+    context: Context,
+    target: &Target,
+    selector: Selector,
+    method: F,
+) -> Result<F::Output, Error> {
+    let method_path = || crate::MethodPath::new(target.interface().name(), selector.name());
     let deadline = context.deadline();
-    let body = context.scope(AssertUnwindSafe(body(args)).catch_unwind());
+    let body = context.scope(AssertUnwindSafe(method).catch_unwind());
     let outcome = match deadline {
         None => body.await,
         Some(deadline) => {
             if Instant::now() >= deadline {
-                return Err(deadline_exceeded(method));
+                return Err(deadline_exceeded(method_path()));
             }
-            match tokio::time::timeout_at(deadline.into(), body).await {
+            // Boxed so that calls without a deadline do not carry a timer
+            // in their futures.
+            match Box::pin(tokio::time::timeout_at(deadline.into(), body)).await {
                 Ok(outcome) => outcome,
-                Err(_) => return Err(deadline_exceeded(method)),
+                Err(_) => return Err(deadline_exceeded(method_path())),
             }
         }
     };
-    outcome.unwrap_or_else(|panic| {
+    outcome.map_err(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a non-string payload".to_string());
-        Err(Error::new(
+        Error::new(
             crate::ErrorKind::Failed,
-            format!("{method} panicked: {what}"),
-        ))
+            format!("{} panicked: {what}", method_path()),
+        )
     })
 }
 

@@ -10,7 +10,8 @@ use tower::{Layer, Service};
 use crate::view::{Erased, ErasedStack, ViewSlot};
 use crate::{
     Abstraction, AbstractionKind, BoxError, BoxFuture, Context, Dispatched, Error, ErrorKind,
-    Interface, InterfaceDescriptor, Message, Outgoing, Selector, Target, Value, ViewDescriptor,
+    Interface, InterfaceDescriptor, Message, MethodPath, Outgoing, Selector, Target, Value,
+    ViewDescriptor,
 };
 
 /// A reference to one view of one object.
@@ -116,8 +117,8 @@ impl Ref {
                     Ok(entry) => entry,
                     Err(e) => return Dispatched::ready(Err(e)),
                 };
-                let message = Message::new(Target(Arc::clone(&slot)), selector, args, context);
-                let method = message.method_path();
+                let method = MethodPath::new(slot.interface.name(), selector.name());
+                let message = Message::new(Target(slot), selector, args, context);
                 let delivery = view.stack.call(message);
                 dispatch(entry.abstraction.as_ref(), Outgoing::new(delivery, method))
             }
@@ -139,6 +140,9 @@ impl Ref {
     /// does not offer counts as sync: its error appears when awaited.
     pub(crate) fn is_sync(&self, selector: Selector) -> bool {
         let kind = match &self.0 {
+            Inner::Local(slot) if slot.all_sync.load(std::sync::atomic::Ordering::Acquire) => {
+                return true;
+            }
             Inner::Local(slot) => {
                 let current = slot.current.load();
                 match current.as_ref().map(|v| v.resolve(selector, slot)) {

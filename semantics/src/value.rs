@@ -173,17 +173,19 @@ impl Value {
     /// Takes the arguments out of a call slot (or a plain tuple); the
     /// skeleton's side.
     pub(crate) fn take_args<A: Any + Send, R: Any + Send>(&mut self) -> Option<A> {
+        if let Some(slot) = self.0.as_any_mut().downcast_mut::<Slot<A, R>>() {
+            return match std::mem::replace(&mut slot.state, State::Taken) {
+                State::Args(a) => Some(a),
+                other => {
+                    slot.state = other;
+                    None
+                }
+            };
+        }
         if self.0.payload_type_id() == TypeId::of::<Plain<A>>() {
             return std::mem::replace(self, Value::unit()).downcast::<A>().ok();
         }
-        let slot = self.0.as_any_mut().downcast_mut::<Slot<A, R>>()?;
-        match std::mem::replace(&mut slot.state, State::Taken) {
-            State::Args(a) => Some(a),
-            other => {
-                slot.state = other;
-                None
-            }
-        }
+        None
     }
 
     /// Stores the result in the call slot the arguments came in, or wraps it

@@ -1,8 +1,12 @@
 //! Views: the semantics an object's owner gives to its callers.
 
+use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use arc_swap::ArcSwapOption;
 use tower::layer::util::{Identity, Stack};
@@ -291,8 +295,11 @@ pub trait ErasedStack: Send + Sync + 'static {
     fn call(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>>;
 }
 
-/// The generic erased stack: clone the service, wait until ready, call.
+/// The generic erased stack: clone the service, make sure it is ready,
+/// call it.
 pub(crate) struct Erased<S>(pub(crate) S);
+
+type Reply = BoxFuture<'static, Result<Value, Error>>;
 
 impl<S> ErasedStack for Erased<S>
 where
@@ -302,14 +309,47 @@ where
         + Sync
         + 'static,
 {
-    fn call(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
-        let service = self.0.clone();
-        Box::pin(async move {
-            service
-                .oneshot(message)
-                .await
-                .map_err(|e| Error::from_boxed(e.into()))
-        })
+    fn call(&self, message: Message) -> Reply {
+        let mut service = self.0.clone();
+        // Most filters are ready at once: ask once without a waker, and
+        // only fall back to waiting (tower's `oneshot`) when one is not.
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => box_reply(service.call(message)),
+            Poll::Ready(Err(e)) => {
+                let e = Error::from_boxed(e.into());
+                Box::pin(async move { Err(e) })
+            }
+            Poll::Pending => Box::pin(async move {
+                service
+                    .oneshot(message)
+                    .await
+                    .map_err(|e| Error::from_boxed(e.into()))
+            }),
+        }
+    }
+}
+
+/// A stack's response future as a boxed reply. When the stack's future
+/// already is one (filters that return their inner future, as pass-through
+/// filters do, over the skeleton's boxed future), it is handed on without
+/// a second allocation.
+fn box_reply<F, E>(future: F) -> Reply
+where
+    F: Future<Output = Result<Value, E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    let mut future = Some(future);
+    if let Some(reply) = (&mut future as &mut dyn Any).downcast_mut::<Option<Reply>>() {
+        if let Some(reply) = reply.take() {
+            return reply;
+        }
+    }
+    match future {
+        Some(future) => {
+            Box::pin(async move { future.await.map_err(|e| Error::from_boxed(e.into())) })
+        }
+        None => Box::pin(async { Err(Error::new(ErrorKind::Internal, "reply taken twice")) }),
     }
 }
 
@@ -317,6 +357,18 @@ where
 pub(crate) struct CompiledView {
     methods: Box<[MethodEntry]>,
     pub(crate) stack: Box<dyn ErasedStack>,
+}
+
+impl CompiledView {
+    /// Whether every method the view offers is sync, so a stub can defer
+    /// any call without looking at the view.
+    pub(crate) fn all_sync(&self) -> bool {
+        self.methods.iter().all(|m| {
+            m.abstraction
+                .as_ref()
+                .is_none_or(|a| a.kind() == AbstractionKind::Sync)
+        })
+    }
 }
 
 pub(crate) struct MethodEntry {
@@ -387,9 +439,24 @@ pub(crate) struct ViewSlot {
     pub(crate) name: Arc<str>,
     pub(crate) interface: &'static InterfaceDescriptor,
     pub(crate) current: ArcSwapOption<CompiledView>,
+    /// Whether the current view (if any) makes every method sync; read on
+    /// every stub call, so it saves loading the view twice.
+    pub(crate) all_sync: AtomicBool,
 }
 
 impl ViewSlot {
+    /// Installs `view` (or removes the current one).
+    pub(crate) fn store(&self, view: Option<Arc<CompiledView>>) -> bool {
+        // Cleared first: a stub that sees `true` while the view changes
+        // defers, and deferral is always correct, only slower for
+        // non-sync methods, which then look at the view themselves.
+        self.all_sync.store(false, Ordering::Release);
+        let all_sync = view.as_ref().is_none_or(|v| v.all_sync());
+        let old = self.current.swap(view);
+        self.all_sync.store(all_sync, Ordering::Release);
+        old.is_some()
+    }
+
     pub(crate) fn unknown(&self) -> Error {
         Error::new(
             ErrorKind::UnknownObject,

@@ -142,14 +142,20 @@ fn marker(spec: &Spec) -> TokenStream {
         };
         let ok = m.ret.ok();
         quote! {
-            #id => {
-                let __tether_object = <#rt::Arc<__TetherObject> as ::core::clone::Clone>::clone(__tether_object);
-                #rt::Box::pin(#rt::run(__tether_message, move |mut __tether_args| async move {
-                    let ( #(#bindings,)* ) = #rt::take_args::<#args, #ok>(&mut __tether_args)?;
-                    let __tether_result = <__TetherObject as #trait_name>::#ident(&*__tether_object, #(#bindings),*).await;
-                    #reply
-                }))
-            }
+            #id => #rt::Box::pin(async move {
+                let (__tether_target, __tether_selector, mut __tether_args, __tether_context) =
+                    #rt::open(__tether_message);
+                let ( #(#bindings,)* ) = #rt::take_args::<#args, #ok>(&mut __tether_args)?;
+                let __tether_object = #rt::object::<__TetherObject>(&__tether_target)?;
+                let __tether_result = #rt::run(
+                    __tether_context,
+                    &__tether_target,
+                    __tether_selector,
+                    <__TetherObject as #trait_name>::#ident(__tether_object, #(#bindings),*),
+                )
+                .await?;
+                #reply
+            }),
         }
     });
 
@@ -189,7 +195,6 @@ fn marker(spec: &Spec) -> TokenStream {
             __TetherObject: #trait_name + ::core::marker::Send + ::core::marker::Sync + 'static,
         {
             fn dispatch(
-                __tether_object: &#rt::Arc<__TetherObject>,
                 __tether_message: #rt::Message,
             ) -> #rt::BoxFuture<'static, ::core::result::Result<#rt::Value, #rt::Error>> {
                 match __tether_message.selector().id() {
