@@ -132,7 +132,7 @@ async fn logging_records_each_call_with_its_outcome() {
     assert!(failed.contains("principal=bob"), "{failed}");
     assert!(failed.contains("tx=tx-0000000000000abc"), "{failed}");
     assert!(
-        failed.contains("outcome=call failed: Greeter::strict returned an error"),
+        failed.contains("outcome=call failed: Greeter::strict returned \"no name\""),
         "{failed}"
     );
 }

@@ -151,17 +151,17 @@ pub fn reply<A: Any + Send, R: Any + Send>(slot: Value, result: R) -> Result<Val
 }
 
 /// The reply of a method returning `Result<T, E>`.
-pub fn reply_fallible<A: Any + Send, T: Any + Send, E: Any + Send>(
+pub fn reply_fallible<A: Any + Send, T: Any + Send, E: Any + Send + std::fmt::Debug>(
     slot: Value,
     result: Result<T, E>,
     method: &'static str,
 ) -> Result<Value, Error> {
     match result {
         Ok(t) => Ok(slot.put_result::<A, T>(t)),
-        Err(e) => Err(Error::callee_failed(
-            Value::new(e),
-            format!("{method} returned an error"),
-        )),
+        Err(e) => {
+            let message = format!("{method} returned {e:?}");
+            Err(Error::callee_failed(Value::new(e), message))
+        }
     }
 }
 
@@ -180,6 +180,13 @@ pub fn unknown_method(message: Message) -> BoxFuture<'static, Result<Value, Erro
 
 /// Checks at compile time that a parameter or result type can travel.
 pub const fn assert_wire_type<T: Serialize + DeserializeOwned + Send + 'static>() {}
+
+/// Checks at compile time that a method's error type can travel and be
+/// shown in messages.
+pub const fn assert_error_type<
+    T: Serialize + DeserializeOwned + Send + std::fmt::Debug + 'static,
+>() {
+}
 
 /// Picks how a multicast copies an argument tuple: `Clone` when the type
 /// has it, otherwise a postcard round trip (autoderef specialization; call

@@ -112,16 +112,17 @@ fn marker(spec: &Spec) -> TokenStream {
 
     let wire_checks = spec.methods.iter().flat_map(|m| {
         let mut types: Vec<&Type> = m.params.iter().map(|(_, t)| t).collect();
-        match &m.ret {
-            Ret::Plain(t) => types.push(t),
-            Ret::Fallible(t, e) => {
-                types.push(t);
-                types.push(e);
+        types.push(m.ret.ok());
+        let error = match &m.ret {
+            Ret::Plain(_) => None,
+            Ret::Fallible(_, e) => {
+                Some(quote_spanned! {e.span()=> #rt::assert_error_type::<#e>(); })
             }
-        }
-        types.into_iter().map(|t| {
-            quote_spanned! {t.span()=> #rt::assert_wire_type::<#t>(); }
-        })
+        };
+        types
+            .into_iter()
+            .map(|t| quote_spanned! {t.span()=> #rt::assert_wire_type::<#t>(); })
+            .chain(error)
     });
 
     let arms = spec.methods.iter().map(|m| {
