@@ -95,3 +95,8 @@ pub mod abstractions {
 pub mod filters {
     pub use tether_filters::*;
 }
+
+/// The README's examples, compiled and run as doc-tests.
+#[doc = include_str!("README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

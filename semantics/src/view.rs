@@ -330,14 +330,12 @@ where
     }
 }
 
-/// A stack's response future as a boxed reply. When the stack's future
-/// already is one (filters that return their inner future, as pass-through
-/// filters do, over the skeleton's boxed future), it is handed on without
-/// a second allocation.
+/// A stack's response future as a boxed reply, without a second box when
+/// it already is one (see [`boxed`](crate::boxed)).
 fn box_reply<F, E>(future: F) -> Reply
 where
     F: Future<Output = Result<Value, E>> + Send + 'static,
-    E: Into<BoxError>,
+    E: Into<BoxError> + 'static,
 {
     let mut future = Some(future);
     if let Some(reply) = (&mut future as &mut dyn Any).downcast_mut::<Option<Reply>>() {
@@ -350,6 +348,40 @@ where
             Box::pin(async move { future.await.map_err(|e| Error::from_boxed(e.into())) })
         }
         None => Box::pin(async { Err(Error::new(ErrorKind::Internal, "reply taken twice")) }),
+    }
+}
+
+/// Boxes `future`, unless it already is a [`BoxFuture`]: then it is
+/// returned as it is, with no second allocation.
+///
+/// For filters whose response future is boxed anyway: when such a filter
+/// has nothing to add to a call, it can pass its inner future on through
+/// this function, and a view's stack of such filters costs no allocation
+/// at all (the skeleton's future is a `BoxFuture`).
+///
+/// ```
+/// use tether_semantics::{BoxFuture, boxed};
+/// let inner: BoxFuture<'static, u8> = Box::pin(async { 1 });
+/// let addr = &*inner as *const _ as *const ();
+/// let outer = boxed(inner);
+/// assert_eq!(&*outer as *const _ as *const (), addr, "not boxed again");
+/// ```
+pub fn boxed<F>(future: F) -> BoxFuture<'static, F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: 'static,
+{
+    let mut future = Some(future);
+    if let Some(boxed) =
+        (&mut future as &mut dyn Any).downcast_mut::<Option<BoxFuture<'static, F::Output>>>()
+    {
+        if let Some(boxed) = boxed.take() {
+            return boxed;
+        }
+    }
+    match future {
+        Some(future) => Box::pin(future),
+        None => unreachable!("taken only when it was a BoxFuture"),
     }
 }
 

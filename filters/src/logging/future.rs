@@ -25,7 +25,8 @@ pub(super) enum Log {
 }
 
 pin_project! {
-    /// The response future of [`Logging`](super::Logging).
+    /// What [`Logging`](super::Logging) wraps a call in when somebody
+    /// listens (its service returns it boxed).
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,

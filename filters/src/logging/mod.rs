@@ -6,10 +6,12 @@
 //! records `outcome` (`ok`, or the error) and `latency_us`. Failed calls
 //! are logged at `WARN`, others at the layer's level (`INFO` unless set).
 //!
-//! When no subscriber listens at the layer's level, the filter costs a
-//! branch per call: no span, no clock read, no formatting, no allocation.
-//! A call that fails is still logged at `WARN` (with node, object and
-//! method) if a subscriber listens there.
+//! When no subscriber listens at all, the filter costs two branches per
+//! call: no span, no clock read, no formatting, and no allocation (its
+//! response future is boxed, and the inner future passes through as it is;
+//! see [`tether_semantics::boxed`]). When a subscriber listens at `WARN`
+//! but not at the layer's level, only failed calls are logged (with node,
+//! object and method).
 //!
 //! # Position in a view
 //!

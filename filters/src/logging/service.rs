@@ -1,7 +1,7 @@
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tether_semantics::Message;
+use tether_semantics::{BoxFuture, Message, boxed};
 use tower::Service;
 use tracing::{Level, Span, field};
 
@@ -74,11 +74,15 @@ fn span_for(level: Level, message: &Message) -> Span {
 impl<S> Service<Message> for Logging<S>
 where
     S: Service<Message>,
-    S::Error: std::fmt::Display,
+    S::Future: Send + 'static,
+    S::Response: 'static,
+    S::Error: std::fmt::Display + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    /// Boxed, so that when nobody listens the inner future passes through
+    /// unchanged (see [`boxed`]).
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -87,12 +91,16 @@ where
     fn call(&mut self, message: Message) -> Self::Future {
         let span = span_for(self.level, &message);
         if span.is_disabled() {
+            if !tracing::enabled!(Level::WARN) {
+                // Nobody listens: not a span, not a failure.
+                return boxed(self.inner.call(message));
+            }
             let log = Log::FailuresOnly {
                 method: message.method_path(),
                 node: message.target().node(),
                 object: message.target().object(),
             };
-            return ResponseFuture::new(self.inner.call(message), log);
+            return Box::pin(ResponseFuture::new(self.inner.call(message), log));
         }
         let start = Instant::now();
         let inner = span.in_scope(|| self.inner.call(message));
@@ -101,6 +109,6 @@ where
             start,
             level: self.level,
         };
-        ResponseFuture::new(inner, log)
+        Box::pin(ResponseFuture::new(inner, log))
     }
 }
