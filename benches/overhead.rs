@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use tether::abstractions::{FutureCall, Multicast, Oneway, Policy};
 use tether::filters::LoggingLayer;
 use tether::{Client, Node};
@@ -94,6 +95,29 @@ fn adder_service(
     })
 }
 
+/// Times a tower service the way a caller that owns it calls it: ready,
+/// then call, no clone per call.
+fn bench_tower(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    svc: BoxCloneService<(u64, u64), u64, Infallible>,
+) {
+    g.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let mut svc = svc.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let ready = svc.ready().await.unwrap();
+                    black_box(ready.call((black_box(1), black_box(2))).await.unwrap());
+                }
+                start.elapsed()
+            }
+        })
+    });
+}
+
 fn local_call(c: &mut Criterion) {
     let rt = runtime();
     let node = Node::new();
@@ -110,19 +134,7 @@ fn local_call(c: &mut Criterion) {
     });
 
     let svc = BoxCloneService::new(adder_service(object.clone()));
-    g.bench_function("tower_box_clone_service", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let mut svc = svc.clone();
-            async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let ready = svc.ready().await.unwrap();
-                    black_box(ready.call((black_box(1), black_box(2))).await.unwrap());
-                }
-                start.elapsed()
-            }
-        })
-    });
+    bench_tower(&mut g, &rt, "tower_box_clone_service", svc);
 
     let five = BoxCloneService::new(
         ServiceBuilder::new()
@@ -133,19 +145,7 @@ fn local_call(c: &mut Criterion) {
             .layer(PassLayer)
             .service(adder_service(object.clone())),
     );
-    g.bench_function("tower_stack_5_pass", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let mut svc = five.clone();
-            async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let ready = svc.ready().await.unwrap();
-                    black_box(ready.call((black_box(1), black_box(2))).await.unwrap());
-                }
-                start.elapsed()
-            }
-        })
-    });
+    bench_tower(&mut g, &rt, "tower_stack_5_pass", five);
 
     let cases: Vec<(&str, CalcClient)> = vec![
         ("tether_sync", client(&node, CalcInterface::view())),

@@ -81,7 +81,9 @@ pub use node::{Exposed, Node, NodeId, Object, ObjectId, ServiceObject, Skeleton}
 pub use reference::{Client, Delivery, Invoke, Ref};
 pub use selector::{Selector, selector_id};
 pub use value::Value;
-pub use view::{Backing, Filters, MethodView, View, ViewDescriptor, ViewError, boxed};
+pub use view::{
+    Backing, FilterService, Filters, MethodView, View, ViewDescriptor, ViewError, boxed,
+};
 
 /// A boxed, sendable future: what the erased parts of a call return.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

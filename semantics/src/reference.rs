@@ -7,7 +7,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use tower::{Layer, Service};
 
-use crate::view::{Erased, ErasedStack, ViewSlot};
+use crate::view::{Erased, ErasedStack, FilterService, ViewSlot};
 use crate::{
     Abstraction, AbstractionKind, BoxError, BoxFuture, Context, Dispatched, Error, ErrorKind,
     Interface, InterfaceDescriptor, Message, MethodPath, Outgoing, Selector, Target, Value,
@@ -166,11 +166,7 @@ impl Ref {
     pub fn layer<L>(self, layer: L) -> Ref
     where
         L: Layer<Delivery>,
-        L::Service: Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        L::Service: FilterService,
     {
         let stack = Box::new(Erased(layer.layer(Delivery(self.clone()))));
         Ref::from_invoke(Arc::new(Layered { inner: self, stack }))
@@ -318,11 +314,7 @@ pub trait Client: Clone + Send + Sync + Sized + 'static {
     fn layer<L>(&self, layer: L) -> Self
     where
         L: Layer<Delivery>,
-        L::Service: Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        L::Service: FilterService,
     {
         Self::from_ref_unchecked(self.reference().clone().layer(layer))
     }

@@ -278,15 +278,32 @@ where
     I: Interface,
     B: Backing<I>,
     Stack<Inner, Outer>: Layer<B::Service>,
-    <Stack<Inner, Outer> as Layer<B::Service>>::Service: Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    <Stack<Inner, Outer> as Layer<B::Service>>::Service: FilterService,
 {
     fn erase(self, backing: &B) -> Box<dyn ErasedStack> {
         Box::new(Erased(self.layer(backing.service())))
     }
+}
+
+/// What a stack of filters must be: a cloneable, sendable tower service of
+/// messages answering values. Any tower middleware stack over Tether's
+/// services is one; its error converts through [`Error::from_boxed`].
+pub trait FilterService:
+    Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> FilterService for S where
+    S: Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// A view's filter stack with its type erased.
@@ -301,14 +318,7 @@ pub(crate) struct Erased<S>(pub(crate) S);
 
 type Reply = BoxFuture<'static, Result<Value, Error>>;
 
-impl<S> ErasedStack for Erased<S>
-where
-    S: Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
+impl<S: FilterService> ErasedStack for Erased<S> {
     fn call(&self, message: Message) -> Reply {
         let mut service = self.0.clone();
         // Most filters are ready at once: ask once without a waker, and
