@@ -9,9 +9,8 @@ use tower::{Layer, Service};
 
 use crate::view::{Erased, ErasedStack, FilterService, ViewSlot};
 use crate::{
-    Abstraction, AbstractionKind, BoxError, BoxFuture, Context, Dispatched, Error, ErrorKind,
-    Interface, InterfaceDescriptor, Message, MethodPath, Outgoing, Selector, Target, Value,
-    ViewDescriptor,
+    Abstraction, AbstractionKind, BoxFuture, Context, Dispatched, Error, ErrorKind, Interface,
+    InterfaceDescriptor, Message, MethodPath, Outgoing, Selector, Target, Value, ViewDescriptor,
 };
 
 /// A reference to one view of one object.
