@@ -24,7 +24,10 @@ impl Echo for Parrot {
 
 #[tokio::test]
 async fn logging_without_a_subscriber_passes_calls_through_unchanged() {
-    assert!(!tracing::enabled!(tracing::Level::ERROR), "no subscriber here");
+    assert!(
+        !tracing::enabled!(tracing::Level::ERROR),
+        "no subscriber here"
+    );
     let node = Node::new();
     let client: EchoClient = node
         .expose(Parrot)

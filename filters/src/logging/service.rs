@@ -3,6 +3,7 @@ use std::time::Instant;
 
 use tether_semantics::{BoxFuture, Message, boxed};
 use tower::Service;
+use tracing::level_filters::LevelFilter;
 use tracing::{Level, Span, field};
 
 use super::ResponseFuture;
@@ -89,10 +90,15 @@ where
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
+        // The most verbose level any subscriber wants: one atomic load, and
+        // `OFF` when nobody listens, so that case costs only this branch.
+        let most = LevelFilter::current();
+        if most < self.level && most < Level::WARN {
+            return boxed(self.inner.call(message));
+        }
         let span = span_for(self.level, &message);
         if span.is_disabled() {
             if !tracing::enabled!(Level::WARN) {
-                // Nobody listens: not a span, not a failure.
                 return boxed(self.inner.call(message));
             }
             let log = Log::FailuresOnly {

@@ -1,0 +1,140 @@
+//! Makes N local calls in one configuration, so that their cost can be
+//! counted in instructions, which, unlike time, repeat exactly from run to
+//! run. `benches/instructions.sh` runs it under callgrind for every
+//! configuration and prints instructions per call.
+//!
+//! `cargo run --release --example call_cost -- <config> <calls>`
+//!
+//! Configurations: `direct`, `tower`, `sync`, `pass1`, `pass5`, `logging`
+//! (no subscriber), `future`, `multicast3`.
+#![allow(clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tether::abstractions::{FutureCall, Multicast, Policy};
+use tether::filters::LoggingLayer;
+use tether::{Client, Node};
+use tower::util::BoxCloneService;
+use tower::{Layer, Service, ServiceExt};
+
+/// The method measured.
+#[tether::interface]
+pub trait Calc {
+    /// Adds.
+    async fn add(&self, a: u64, b: u64) -> u64;
+}
+
+struct Adder;
+
+impl Calc for Adder {
+    async fn add(&self, a: u64, b: u64) -> u64 {
+        a.wrapping_add(b)
+    }
+}
+
+/// A filter that only forwards.
+#[derive(Clone, Copy)]
+struct PassLayer;
+
+#[derive(Clone, Copy)]
+struct Pass<S>(S);
+
+impl<S> Layer<S> for PassLayer {
+    type Service = Pass<S>;
+    fn layer(&self, inner: S) -> Pass<S> {
+        Pass(inner)
+    }
+}
+
+impl<S: Service<R>, R> Service<R> for Pass<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+    fn call(&mut self, req: R) -> S::Future {
+        self.0.call(req)
+    }
+}
+
+fn client<L>(node: &Node, view: tether::View<CalcInterface, L>) -> CalcClient
+where
+    L: tether::Filters<CalcInterface, tether::Object<Adder>>,
+{
+    node.expose(Adder)
+        .with_view("v", view)
+        .unwrap()
+        .client("v")
+        .unwrap()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let config = args.next().unwrap_or_else(|| "sync".into());
+    let calls: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let node = Node::new();
+    let object = Arc::new(Adder);
+    let mut tower_svc = BoxCloneService::new(tower::service_fn({
+        let object = object.clone();
+        move |(a, b): (u64, u64)| {
+            let object = object.clone();
+            async move { Ok::<_, Infallible>(object.add(a, b).await) }
+        }
+    }));
+    let stub = match config.as_str() {
+        "direct" | "tower" => None,
+        "sync" => Some(client(&node, CalcInterface::view())),
+        "pass1" => Some(client(&node, CalcInterface::view().layer(PassLayer))),
+        "pass5" => Some(client(
+            &node,
+            CalcInterface::view()
+                .layer(PassLayer)
+                .layer(PassLayer)
+                .layer(PassLayer)
+                .layer(PassLayer)
+                .layer(PassLayer),
+        )),
+        "logging" => Some(client(
+            &node,
+            CalcInterface::view().layer(LoggingLayer::new()),
+        )),
+        "future" => Some(client(&node, CalcInterface::view().abstraction(FutureCall))),
+        "multicast3" => {
+            let members = (0..3).map(|_| client(&node, CalcInterface::view()).reference().clone());
+            Some(
+                Multicast::new(members, Policy::All)
+                    .unwrap()
+                    .client()
+                    .unwrap(),
+            )
+        }
+        other => {
+            eprintln!("unknown configuration {other:?}");
+            std::process::exit(2);
+        }
+    };
+    let sum = rt.block_on(async {
+        let mut sum = 0_u64;
+        for i in 0..calls {
+            let r = match (&stub, config.as_str()) {
+                (Some(stub), _) => stub.add(black_box(i), 2).await.unwrap(),
+                (None, "direct") => object.add(black_box(i), 2).await,
+                (None, _) => {
+                    let svc = tower_svc.ready().await.unwrap();
+                    svc.call((black_box(i), 2)).await.unwrap()
+                }
+            };
+            sum = sum.wrapping_add(r);
+        }
+        sum
+    });
+    println!("{config}: {calls} calls, checksum {sum}");
+}
