@@ -134,7 +134,15 @@ fn local_call(c: &mut Criterion) {
     });
 
     let svc = BoxCloneService::new(adder_service(object.clone()));
-    bench_tower(&mut g, &rt, "tower_box_clone_service", svc);
+    bench_tower(&mut g, &rt, "tower_box_clone_service", svc.clone());
+    // A service shared between tasks must be cloned per call, as a
+    // Tether reference is shared: the like-for-like peer.
+    g.bench_function("tower_box_clone_service_shared", |b| {
+        b.to_async(&rt).iter(|| {
+            let svc = svc.clone();
+            async move { svc.oneshot((black_box(1), black_box(2))).await.unwrap() }
+        })
+    });
 
     let five = BoxCloneService::new(
         ServiceBuilder::new()

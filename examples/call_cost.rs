@@ -5,8 +5,10 @@
 //!
 //! `cargo run --release --example call_cost -- <config> <calls>`
 //!
-//! Configurations: `direct`, `tower`, `sync`, `pass1`, `pass5`, `logging`
-//! (no subscriber), `future`, `multicast3`.
+//! Configurations: `direct`, `tower` (a `BoxCloneService` the caller owns),
+//! `tower_shared` (the same, cloned per call, as a service shared between
+//! tasks must be), `sync`, `pass1`, `pass5`, `logging` (no subscriber),
+//! `future`, `multicast3`.
 #![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
@@ -90,7 +92,7 @@ fn main() {
         }
     }));
     let stub = match config.as_str() {
-        "direct" | "tower" => None,
+        "direct" | "tower" | "tower_shared" => None,
         "sync" => Some(client(&node, CalcInterface::view())),
         "pass1" => Some(client(&node, CalcInterface::view().layer(PassLayer))),
         "pass5" => Some(client(
@@ -127,6 +129,9 @@ fn main() {
             let r = match (&stub, config.as_str()) {
                 (Some(stub), _) => stub.add(black_box(i), 2).await.unwrap(),
                 (None, "direct") => object.add(black_box(i), 2).await,
+                (None, "tower_shared") => {
+                    tower_svc.clone().oneshot((black_box(i), 2)).await.unwrap()
+                }
                 (None, _) => {
                     let svc = tower_svc.ready().await.unwrap();
                     svc.call((black_box(i), 2)).await.unwrap()

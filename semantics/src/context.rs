@@ -11,10 +11,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-thread_local! {
+/// What each thread keeps: one thread-local, so one access per use.
+struct Local {
     /// The context of the call being polled on this thread, swapped in and
     /// out around each poll by [`Scoped`]: a task-local, in effect.
-    static CURRENT: Cell<Option<Context>> = const { Cell::new(None) };
+    current: Cell<Option<Context>>,
+    /// The rest of this thread's current block of chain ids: next, end.
+    chains: Cell<(u64, u64)>,
+}
+
+thread_local! {
+    static LOCAL: Local = const {
+        Local {
+            current: Cell::new(None),
+            chains: Cell::new((0, 0)),
+        }
+    };
 }
 
 /// Everything a call carries besides its target, selector and arguments.
@@ -74,16 +86,31 @@ impl Context {
     /// task runs inside a call or a [`scope`](Context::scope), a fresh one
     /// otherwise.
     pub fn for_call() -> Self {
-        Self::current().unwrap_or_default()
+        LOCAL
+            .try_with(|local| match local.current.take() {
+                Some(current) => {
+                    let copy = current.clone();
+                    local.current.set(Some(current));
+                    copy
+                }
+                None => Context {
+                    chain: ChainId::fresh_in(local),
+                    extra: None,
+                },
+            })
+            .unwrap_or_else(|_| Context {
+                chain: ChainId::fresh_slow(),
+                extra: None,
+            })
     }
 
     /// The task's current context, if it runs inside a call or a scope.
     pub fn current() -> Option<Self> {
-        CURRENT
-            .try_with(|c| {
-                let current = c.take();
+        LOCAL
+            .try_with(|local| {
+                let current = local.current.take();
                 let copy = current.clone();
-                c.set(current);
+                local.current.set(current);
                 copy
             })
             .ok()
@@ -226,7 +253,10 @@ impl Drop for Swap<'_> {
 }
 
 fn exchange(context: Option<Context>) -> Option<Context> {
-    CURRENT.try_with(|c| c.replace(context)).ok().flatten()
+    LOCAL
+        .try_with(|local| local.current.replace(context))
+        .ok()
+        .flatten()
 }
 
 /// An authenticated caller: a name and the roles it holds.
@@ -298,24 +328,35 @@ impl ChainId {
     /// collide with another process's (the counter starts at a random
     /// point).
     pub fn fresh() -> Self {
-        // Each thread takes blocks of ids from a process-wide counter, so a
-        // fresh id costs no atomic operation on the call path.
-        const BLOCK: u64 = 1 << 16;
-        static BASE: OnceLock<u64> = OnceLock::new();
-        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
-        thread_local! {
-            static LOCAL: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
-        }
-        LOCAL.with(|local| {
-            let (mut next, mut end) = local.get();
-            if next == end {
-                next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
-                end = next + BLOCK;
-            }
-            local.set((next + 1, end));
-            ChainId(BASE.get_or_init(random_u64).wrapping_add(next))
-        })
+        LOCAL
+            .try_with(ChainId::fresh_in)
+            .unwrap_or_else(|_| ChainId::fresh_slow())
     }
+
+    /// Each thread takes blocks of ids from a process-wide counter, so a
+    /// fresh id costs no atomic operation on the call path.
+    fn fresh_in(local: &Local) -> Self {
+        let (mut next, mut end) = local.chains.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(CHAIN_BLOCK, Ordering::Relaxed);
+            end = next + CHAIN_BLOCK;
+        }
+        local.chains.set((next + 1, end));
+        ChainId(chain_base().wrapping_add(next))
+    }
+
+    /// For threads whose locals are gone (exiting): a block of its own.
+    fn fresh_slow() -> Self {
+        ChainId(chain_base().wrapping_add(NEXT_BLOCK.fetch_add(CHAIN_BLOCK, Ordering::Relaxed)))
+    }
+}
+
+const CHAIN_BLOCK: u64 = 1 << 16;
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
+
+fn chain_base() -> u64 {
+    static BASE: OnceLock<u64> = OnceLock::new();
+    *BASE.get_or_init(random_u64)
 }
 
 impl fmt::Display for ChainId {

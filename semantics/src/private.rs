@@ -8,6 +8,8 @@ use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -88,40 +90,72 @@ pub fn object<T: Any>(target: &Target) -> Result<&T, Error> {
 /// message's context as the task's current context, turns a panic into
 /// [`ErrorKind::Failed`](crate::ErrorKind::Failed), and ends the call at
 /// its deadline.
-pub async fn run<F: Future>(
+pub fn run<F: Future>(
     context: Context,
     target: &Target,
     selector: Selector,
     method: F,
-) -> Result<F::Output, Error> {
-    let method_path = || crate::MethodPath::new(target.interface().name(), selector.name());
-    let deadline = context.deadline();
-    let body = context.scope(AssertUnwindSafe(method).catch_unwind());
-    let outcome = match deadline {
-        None => body.await,
-        Some(deadline) => {
-            if Instant::now() >= deadline {
-                return Err(deadline_exceeded(method_path()));
-            }
-            // Boxed so that calls without a deadline do not carry a timer
-            // in their futures.
-            match Box::pin(tokio::time::timeout_at(deadline.into(), body)).await {
-                Ok(outcome) => outcome,
-                Err(_) => return Err(deadline_exceeded(method_path())),
+) -> Run<'_, F> {
+    let now_or_never = context.deadline().map(|deadline| {
+        (Instant::now() < deadline).then(|| Box::pin(tokio::time::sleep_until(deadline.into())))
+    });
+    let (timer, expired) = match now_or_never {
+        None => (None, false),
+        Some(Some(timer)) => (Some(timer), false),
+        Some(None) => (None, true),
+    };
+    Run {
+        body: context.scope(AssertUnwindSafe(method).catch_unwind()),
+        timer,
+        expired,
+        target,
+        selector,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`run`] returns.
+    pub struct Run<'a, F> {
+        #[pin]
+        body: crate::Scoped<futures_util::future::CatchUnwind<AssertUnwindSafe<F>>>,
+        // Boxed, so that calls without a deadline carry no timer.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        expired: bool,
+        target: &'a Target,
+        selector: Selector,
+    }
+}
+
+impl<F: Future> Future for Run<'_, F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let method =
+            || crate::MethodPath::new(this.target.interface().name(), this.selector.name());
+        if *this.expired {
+            return Poll::Ready(Err(deadline_exceeded(method())));
+        }
+        if let Poll::Ready(outcome) = this.body.poll(cx) {
+            return Poll::Ready(outcome.map_err(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string payload".to_string());
+                Error::new(
+                    crate::ErrorKind::Failed,
+                    format!("{} panicked: {what}", method()),
+                )
+            }));
+        }
+        if let Some(timer) = this.timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(deadline_exceeded(method())));
             }
         }
-    };
-    outcome.map_err(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string payload".to_string());
-        Error::new(
-            crate::ErrorKind::Failed,
-            format!("{} panicked: {what}", method_path()),
-        )
-    })
+        Poll::Pending
+    }
 }
 
 fn deadline_exceeded(method: crate::MethodPath) -> Error {
