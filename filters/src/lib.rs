@@ -8,8 +8,11 @@
 //! | filter | what it does |
 //! |---|---|
 //! | [`logging`] | a `tracing` span per call: node, object, view, method, principal, transaction, outcome, latency |
+//! | [`mutex`] | mutual exclusion per object, exclusive or readers/writer, re-entrant along a call chain, fair, bounded |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod logging;
+pub mod mutex;
 
 pub use logging::LoggingLayer;
+pub use mutex::MutexLayer;
