@@ -12,7 +12,7 @@ count() {
         | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 printf '%-12s %s\n' configuration instructions/call
-for config in direct tower tower_shared sync pass1 pass5 logging future multicast3; do
+for config in direct tower tower_shared sync pass1 pass5 logging mutex access future multicast3; do
     base=$(count "$config" 0)
     total=$(count "$config" "$calls")
     printf '%-12s %d\n' "$config" $(( (total - base) / calls ))

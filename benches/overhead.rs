@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use tether::abstractions::{FutureCall, Multicast, Oneway, Policy};
-use tether::filters::LoggingLayer;
+use tether::filters::access::{AccessLayer, Who};
+use tether::filters::{LoggingLayer, MutexLayer};
 use tether::{Client, Node};
 use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
@@ -23,6 +24,8 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 pub trait Calc {
     async fn add(&self, a: u64, b: u64) -> u64;
     async fn tick(&self, n: u64);
+    /// Yields once inside the object, so that concurrent callers overlap.
+    async fn work(&self) -> u64;
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +37,10 @@ impl Calc for Adder {
     }
     async fn tick(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    async fn work(&self) -> u64 {
+        tokio::task::yield_now().await;
+        self.0.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -188,6 +195,17 @@ fn local_call(c: &mut Criterion) {
             client(&node, CalcInterface::view().layer(LoggingLayer::new())),
         ),
         (
+            "tether_mutex_uncontended",
+            client(&node, CalcInterface::view().layer(MutexLayer::exclusive())),
+        ),
+        (
+            "tether_access_allowed",
+            client(
+                &node,
+                CalcInterface::view().layer(AccessLayer::deny_all().allow(Who::Anyone)),
+            ),
+        ),
+        (
             "tether_future",
             client(&node, CalcInterface::view().abstraction(FutureCall)),
         ),
@@ -238,5 +256,49 @@ fn local_call(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, local_call);
+/// The mutex under contention: `callers` tasks on a two-worker runtime call
+/// a method that yields once inside the object; the time is per call.
+fn contention(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let node = Node::new();
+    let mut g = c.benchmark_group("mutex_contention");
+    g.measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    let plain = client(&node, CalcInterface::view());
+    let locked = client(&node, CalcInterface::view().layer(MutexLayer::exclusive()));
+    for callers in [2_u64, 8] {
+        for (name, stub) in [("no_filter", &plain), ("mutex", &locked)] {
+            g.bench_function(format!("{name}_{callers}_callers"), |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let stub = stub.clone();
+                    async move {
+                        let per_caller = iters.div_ceil(callers);
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..callers)
+                            .map(|_| {
+                                let stub = stub.clone();
+                                tokio::spawn(async move {
+                                    for _ in 0..per_caller {
+                                        black_box(stub.work().await.unwrap());
+                                    }
+                                })
+                            })
+                            .collect();
+                        for task in tasks {
+                            task.await.unwrap();
+                        }
+                        start.elapsed()
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, local_call, contention);
 criterion_main!(benches);

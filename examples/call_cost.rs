@@ -8,7 +8,7 @@
 //! Configurations: `direct`, `tower` (a `BoxCloneService` the caller owns),
 //! `tower_shared` (the same, cloned per call, as a service shared between
 //! tasks must be), `sync`, `pass1`, `pass5`, `logging` (no subscriber),
-//! `future`, `multicast3`.
+//! `mutex` (uncontended), `access` (allowed), `future`, `multicast3`.
 #![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tether::abstractions::{FutureCall, Multicast, Policy};
-use tether::filters::LoggingLayer;
+use tether::filters::access::{AccessLayer, Who};
+use tether::filters::{LoggingLayer, MutexLayer};
 use tether::{Client, Node};
 use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceExt};
@@ -107,6 +108,14 @@ fn main() {
         "logging" => Some(client(
             &node,
             CalcInterface::view().layer(LoggingLayer::new()),
+        )),
+        "mutex" => Some(client(
+            &node,
+            CalcInterface::view().layer(MutexLayer::exclusive()),
+        )),
+        "access" => Some(client(
+            &node,
+            CalcInterface::view().layer(AccessLayer::deny_all().allow(Who::Anyone)),
         )),
         "future" => Some(client(&node, CalcInterface::view().abstraction(FutureCall))),
         "multicast3" => {

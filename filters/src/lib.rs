@@ -9,10 +9,13 @@
 //! |---|---|
 //! | [`logging`] | a `tracing` span per call: node, object, view, method, principal, transaction, outcome, latency |
 //! | [`mutex`] | mutual exclusion per object, exclusive or readers/writer, re-entrant along a call chain, fair, bounded |
+//! | [`access`] | which principals (by name or role) may call which methods; refusals have no effect and are logged |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod access;
 pub mod logging;
 pub mod mutex;
 
+pub use access::AccessLayer;
 pub use logging::LoggingLayer;
 pub use mutex::MutexLayer;

@@ -64,6 +64,17 @@ async fn within<F: Future>(f: F) -> F::Output {
         .expect("the test waited more than 10 s")
 }
 
+/// Serializes this file's tests. tracing caches per call site, process-wide,
+/// whether anybody listens; a test without a subscriber hitting a call site
+/// while another test installs its own can leave that cache wrong for the
+/// other (a known hazard of per-thread subscribers), so these tests take
+/// turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
 /// Captures what a `fmt` subscriber writes.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -101,6 +112,7 @@ fn capture(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuar
 
 #[tokio::test(flavor = "current_thread")]
 async fn logging_records_each_call_with_its_outcome() {
+    let _serial = serial().await;
     let (out, _guard) = capture(tracing::Level::INFO);
     let node = Node::new();
     let exposed = node
@@ -143,6 +155,7 @@ async fn logging_records_each_call_with_its_outcome() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn logging_below_the_subscriber_level_still_reports_failures() {
+    let _serial = serial().await;
     let (out, _guard) = capture(tracing::Level::WARN);
     let node = Node::new();
     let client: GreeterClient = node
@@ -179,6 +192,7 @@ fn deny() -> tower::layer::util::Stack<Refuse, tower::layer::util::Identity> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn filter_order_decides_what_is_logged() {
+    let _serial = serial().await;
     let (out, _guard) = capture(tracing::Level::INFO);
     let node = Node::new();
     let exposed = node
@@ -220,6 +234,7 @@ async fn filter_order_decides_what_is_logged() {
 
 #[tokio::test(start_paused = true)]
 async fn towers_timeout_is_a_filter() {
+    let _serial = serial().await;
     let node = Node::new();
     let exposed = node
         .expose(Greetings::default())
@@ -238,6 +253,7 @@ async fn towers_timeout_is_a_filter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn towers_concurrency_limit_is_a_filter() {
+    let _serial = serial().await;
     let node = Node::new();
     let exposed = node
         .expose(Greetings::default())
@@ -267,6 +283,7 @@ async fn towers_concurrency_limit_is_a_filter() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn towers_load_shed_reports_overloaded() {
+    let _serial = serial().await;
     let node = Node::new();
     let exposed = node
         .expose(Greetings::default())
@@ -297,10 +314,106 @@ async fn towers_load_shed_reports_overloaded() {
 
 #[test]
 fn filters_are_plain_tower_services() {
+    let _serial = SERIAL.blocking_lock();
     // A view's stack is an ordinary ServiceBuilder stack: the logging
     // filter composes with anything tower offers and with closures.
     let svc = ServiceBuilder::new()
         .layer(LoggingLayer::new())
         .service_fn(|_m: Message| async { Ok::<_, Error>(Value::unit()) });
     let _: &tether::filters::logging::Logging<_> = &svc;
+}
+
+fn admin() -> Context {
+    Context::new().with_principal(Principal::new("root", ["admin"]))
+}
+
+fn guarded() -> tether::filters::AccessLayer {
+    use tether::filters::access::{AccessLayer, Who};
+    AccessLayer::allow_role("admin")
+        .allow_methods(Who::Anyone, [GreeterInterface::GREET])
+        .allow_methods(Who::principal("carol"), [GreeterInterface::STRICT])
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn access_rules_admit_by_method_role_and_principal() {
+    let _serial = serial().await;
+    let (out, _guard) = capture(tracing::Level::WARN);
+    let node = Node::new();
+    let exposed = node
+        .expose(Greetings::default())
+        .with_view("guarded", GreeterInterface::view().layer(guarded()))
+        .unwrap();
+    let client: GreeterClient = exposed.client("guarded").unwrap();
+
+    assert_eq!(client.greet("anon".into()).await.unwrap(), "hello anon");
+    let e = client.strict("x".into()).await.unwrap_err();
+    assert!(e.is_access_denied(), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "access denied: an anonymous caller may not call Greeter::strict through view \"guarded\""
+    );
+    let carol = Context::new().with_principal(Principal::new("carol", ["user"]));
+    assert_eq!(
+        carol
+            .scope(async { client.strict("c".into()).await })
+            .await
+            .unwrap(),
+        "c"
+    );
+    let dave = Context::new().with_principal(Principal::new("dave", ["user"]));
+    let e = dave
+        .scope(async { client.strict("d".into()).await })
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().starts_with("principal \"dave\" may not call"),
+        "{e}"
+    );
+
+    // A refused call has no effect: it never reached the object.
+    let e = client.gated().await.unwrap_err();
+    assert!(e.is_access_denied());
+    assert_eq!(exposed.object().inside.load(Ordering::SeqCst), 0);
+    let text = out.text();
+    assert_eq!(text.matches("access denied").count(), 3, "{text}");
+    assert!(text.contains("method=Greeter::gated"), "{text}");
+
+    // Admins may call anything.
+    exposed.object().gate.add_permits(1);
+    assert_eq!(
+        admin().scope(async { client.gated().await }).await.unwrap(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn access_outside_a_mutex_keeps_refused_callers_out_of_the_queue() {
+    let _serial = serial().await;
+    use tether::filters::MutexLayer;
+    let node = Node::new();
+    let exposed = node
+        .expose(Greetings::default())
+        .with_view(
+            "v",
+            GreeterInterface::view()
+                .layer(guarded())
+                .layer(MutexLayer::exclusive()),
+        )
+        .unwrap();
+    let client: GreeterClient = exposed.client("v").unwrap();
+    let holder = tokio::spawn({
+        let client = client.clone();
+        admin().scope(async move { client.gated().await })
+    });
+    within(async {
+        while exposed.object().inside.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // The lock is held; a refused caller is answered at once, not queued.
+    let e = within(client.strict("x".into())).await.unwrap_err();
+    assert!(e.is_access_denied(), "{e}");
+    exposed.object().gate.add_permits(1);
+    assert_eq!(within(holder).await.unwrap().unwrap(), 1);
 }

@@ -112,6 +112,16 @@ impl State {
     }
 }
 
+impl std::fmt::Debug for ObjectLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state();
+        f.debug_struct("ObjectLock")
+            .field("holders", &state.holders)
+            .field("waiting", &state.queue.len())
+            .finish()
+    }
+}
+
 impl ObjectLock {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())

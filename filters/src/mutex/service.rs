@@ -1,8 +1,8 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tether_semantics::{BoxError, Message};
+use tether_semantics::{BoxError, Message, NodeId, ObjectId};
 use tower::Service;
 
 use super::ResponseFuture;
@@ -13,8 +13,18 @@ use super::lock::{Acquired, Mode, ObjectLock};
 #[derive(Clone, Debug)]
 pub struct Mutex<S> {
     inner: S,
+    /// One `Arc`, because a view clones its stack for every call.
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     readers: Arc<[u32]>,
     max_wait: Duration,
+    /// The lock of the object this stack serves, found on the first call.
+    /// A view's stack is built per object, so this saves looking the lock
+    /// up in the object's state on every call; the object is checked.
+    cached: OnceLock<(NodeId, ObjectId, Arc<ObjectLock>)>,
 }
 
 impl<S> Mutex<S> {
@@ -23,8 +33,11 @@ impl<S> Mutex<S> {
     pub(crate) fn new(inner: S, readers: Arc<[u32]>, max_wait: Duration) -> Self {
         Mutex {
             inner,
-            readers,
-            max_wait,
+            shared: Arc::new(Shared {
+                readers,
+                max_wait,
+                cached: OnceLock::new(),
+            }),
         }
     }
     /// The wrapped service.
@@ -55,19 +68,26 @@ where
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        let mode = if self.readers.contains(&message.selector().id()) {
+        let mode = if self.shared.readers.contains(&message.selector().id()) {
             Mode::Read
         } else {
             Mode::Write
         };
-        let lock = message.target().state::<ObjectLock>();
+        let target = message.target();
+        let (node, object) = (target.node(), target.object());
+        let cached = &self.shared.cached;
+        let lock = match cached.get() {
+            Some((n, o, lock)) if (*n, *o) == (node, object) => lock,
+            Some(_) => &target.state::<ObjectLock>(),
+            None => &cached.get_or_init(|| (node, object, target.state())).2,
+        };
         match lock.acquire(message.context().chain(), mode) {
             Acquired::Now(permit) => ResponseFuture::running(self.inner.call(message), permit),
             Acquired::Queued(queued) => {
                 // The ready service goes with the call; a clone stays.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(queued, ready, message, self.max_wait)
+                ResponseFuture::waiting(queued, ready, message, self.shared.max_wait)
             }
         }
     }

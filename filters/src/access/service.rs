@@ -1,0 +1,86 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tether_semantics::{BoxFuture, Error, ErrorKind, Message, boxed};
+use tower::Service;
+
+use super::layer::Rule;
+
+/// Lets a call through only if the view's policy allows its principal to
+/// call its method; see the [module](super) docs.
+#[derive(Clone, Debug)]
+pub struct Access<S> {
+    inner: S,
+    rules: Arc<[Rule]>,
+}
+
+impl<S> Access<S> {
+    pub(crate) fn new(inner: S, rules: Arc<[Rule]>) -> Self {
+        Access { inner, rules }
+    }
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn allows(&self, message: &Message) -> bool {
+        let principal = message.context().principal();
+        let id = message.selector().id();
+        self.rules.iter().any(|rule| {
+            rule.methods.as_ref().is_none_or(|m| m.contains(&id)) && rule.who.admits(principal)
+        })
+    }
+}
+
+impl<S> Service<Message> for Access<S>
+where
+    S: Service<Message>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: From<Error> + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    /// Boxed, so that an allowed call's inner future passes through as it
+    /// is (see [`boxed`]).
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, message: Message) -> Self::Future {
+        if self.allows(&message) {
+            return boxed(self.inner.call(message));
+        }
+        let who = message.context().principal().map_or_else(
+            || "an anonymous caller".to_string(),
+            |p| format!("principal {:?}", p.name()),
+        );
+        let error = Error::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "{who} may not call {} through view {:?}",
+                message.method_path(),
+                message.target().view()
+            ),
+        );
+        tracing::warn!(
+            node = %message.target().node(),
+            object = %message.target().object(),
+            view = message.target().view(),
+            method = %message.method_path(),
+            %who,
+            "access denied"
+        );
+        Box::pin(std::future::ready(Err(S::Error::from(error))))
+    }
+}
