@@ -15,7 +15,8 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use tether::abstractions::{FutureCall, Multicast, Oneway, Policy};
 use tether::filters::access::{AccessLayer, Who};
-use tether::filters::{LoggingLayer, MutexLayer};
+use tether::filters::transaction::TxCell;
+use tether::filters::{LoggingLayer, MutexLayer, TransactionLayer};
 use tether::{Client, Node};
 use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
@@ -26,10 +27,18 @@ pub trait Calc {
     async fn tick(&self, n: u64);
     /// Yields once inside the object, so that concurrent callers overlap.
     async fn work(&self) -> u64;
+    /// Adds one to a transactional cell.
+    async fn bump(&self) -> u64;
 }
 
-#[derive(Debug, Default)]
-pub struct Adder(AtomicU64);
+#[derive(Debug)]
+pub struct Adder(AtomicU64, TxCell<u64>);
+
+impl Default for Adder {
+    fn default() -> Self {
+        Adder(AtomicU64::new(0), TxCell::new(0))
+    }
+}
 
 impl Calc for Adder {
     async fn add(&self, a: u64, b: u64) -> u64 {
@@ -41,6 +50,15 @@ impl Calc for Adder {
     async fn work(&self) -> u64 {
         tokio::task::yield_now().await;
         self.0.fetch_add(1, Ordering::Relaxed)
+    }
+    async fn bump(&self) -> u64 {
+        self.1
+            .update(|v| {
+                *v += 1;
+                *v
+            })
+            .await
+            .unwrap_or_default()
     }
 }
 
@@ -214,6 +232,26 @@ fn local_call(c: &mut Criterion) {
         g.bench_function(*name, |b| {
             b.to_async(&rt)
                 .iter(|| async { client.add(black_box(1), black_box(2)).await.unwrap() })
+        });
+    }
+
+    // A transaction that touches one cell, against the same call without.
+    for (name, stub) in [
+        (
+            "tether_cell_no_transaction",
+            client(&node, CalcInterface::view()),
+        ),
+        (
+            "tether_cell_transaction",
+            client(
+                &node,
+                CalcInterface::view().layer(TransactionLayer::create()),
+            ),
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.to_async(&rt)
+                .iter(|| async { stub.bump().await.unwrap() })
         });
     }
 

@@ -104,50 +104,71 @@ impl<T: Clone + Send + Sync + 'static> TxCell<T> {
         tx: TransactionId,
         f: impl FnOnce(&mut T) -> R,
     ) -> Result<R, Error> {
-        let deadline = Instant::now() + self.inner.lock_timeout;
-        loop {
-            // Registered before looking, so a release in between is seen.
-            let mut released = pin!(self.inner.released.notified());
-            released.as_mut().enable();
-            let other = {
-                let mut state = self.inner.state();
-                let State { committed, holder } = &mut *state;
-                match holder {
-                    Some((holder, value)) if *holder == tx => return Ok(f(value)),
-                    Some((other, _)) => *other,
-                    None => {
-                        let participant: Arc<dyn Participant> = self.inner.clone();
-                        if !registry::enlist(tx, participant) {
-                            return Err(Error::new(
-                                ErrorKind::Failed,
-                                format!("{tx} has ended; its calls can no longer change state"),
-                            ));
-                        }
-                        let value = holder.insert((tx, committed.clone()));
-                        return Ok(f(&mut value.1));
+        let mut f = Some(f);
+        let mut try_once = || {
+            let mut state = self.inner.state();
+            let State { committed, holder } = &mut *state;
+            match holder {
+                Some((holder, value)) if *holder == tx => Ok(f.take().map(|f| f(value))),
+                Some((other, _)) => Err(*other),
+                None => {
+                    let participant: Arc<dyn Participant> = self.inner.clone();
+                    if !registry::enlist(tx, participant) {
+                        return Ok(None);
                     }
+                    let value = holder.insert((tx, committed.clone()));
+                    Ok(f.take().map(|f| f(&mut value.1)))
                 }
-            };
-            if tokio::time::timeout_at(deadline, released).await.is_err() {
-                return Err(self.timed_out(tx.to_string(), other));
             }
-        }
+        };
+        let ended = || {
+            Error::new(
+                ErrorKind::Failed,
+                format!("{tx} has ended; its calls can no longer change state"),
+            )
+        };
+        self.wait_for(&mut try_once, || tx.to_string())
+            .await?
+            .ok_or_else(ended)
     }
 
     async fn outside<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, Error> {
+        let mut f = Some(f);
+        let mut try_once = || {
+            let mut state = self.inner.state();
+            match state.holder {
+                None => Ok(f.take().map(|f| f(&mut state.committed))),
+                Some((other, _)) => Err(other),
+            }
+        };
+        self.wait_for(&mut try_once, || "a call outside transactions".to_string())
+            .await?
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "cell update ran twice"))
+    }
+
+    /// Runs `try_once` until it stops answering "held by another
+    /// transaction", waiting for releases in between, at most the lock
+    /// timeout. The first try costs no registration.
+    async fn wait_for<R>(
+        &self,
+        try_once: &mut impl FnMut() -> Result<R, TransactionId>,
+        who: impl Fn() -> String,
+    ) -> Result<R, Error> {
+        if let Ok(r) = try_once() {
+            return Ok(r);
+        }
         let deadline = Instant::now() + self.inner.lock_timeout;
         loop {
+            // Registered before looking again, so a release in between is
+            // seen.
             let mut released = pin!(self.inner.released.notified());
             released.as_mut().enable();
-            let other = {
-                let mut state = self.inner.state();
-                match state.holder {
-                    None => return Ok(f(&mut state.committed)),
-                    Some((other, _)) => other,
-                }
+            let other = match try_once() {
+                Ok(r) => return Ok(r),
+                Err(holder) => holder,
             };
             if tokio::time::timeout_at(deadline, released).await.is_err() {
-                return Err(self.timed_out("a call outside transactions".into(), other));
+                return Err(self.timed_out(who(), other));
             }
         }
     }
