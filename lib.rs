@@ -96,6 +96,11 @@ pub mod filters {
     pub use tether_filters::*;
 }
 
+/// The Tether wire protocol (so far: its frames; see PROTOCOL.md).
+pub mod transports {
+    pub use tether_transports::*;
+}
+
 /// The README's examples, compiled and run as doc-tests.
 #[doc = include_str!("README.md")]
 #[cfg(doctest)]

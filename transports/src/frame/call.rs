@@ -1,0 +1,246 @@
+//! Calls and their replies.
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::{FrameError, Tag, put, take};
+
+/// The context a call carries on the wire.
+///
+/// The principal is not here: the receiver knows it from the connection's
+/// [`Hello`](super::Hello). The deadline travels as the time left when the
+/// frame was sent, since the two nodes' clocks differ.
+///
+/// ```text
+/// WireContext = chain: u64 (8 bytes, little endian)
+///               transaction: option<u64 (8 bytes, little endian)>
+///               deadline_ms: option<varint u64>   milliseconds left
+///               trace: option<u128 (16 bytes, little endian)>
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireContext {
+    /// The call chain.
+    #[serde(with = "super::fixed::u64le")]
+    pub chain: u64,
+    /// The transaction, if any.
+    #[serde(with = "super::fixed::opt_u64le")]
+    pub transaction: Option<u64>,
+    /// Milliseconds left until the deadline, if any.
+    pub deadline_ms: Option<u64>,
+    /// The trace, if any.
+    #[serde(with = "super::fixed::opt_u128le")]
+    pub trace: Option<u128>,
+}
+
+/// A call that wants a reply.
+///
+/// ```text
+/// body = id: varint u64          chosen by the caller; the Return carries it
+///        key: varint u32         the export, in the receiver's table
+///        selector: u32 (4 bytes, little endian)
+///        context: WireContext
+///        args: the rest of the frame (the argument tuple, postcard)
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// Chosen by the caller, unique among its calls in flight on this
+    /// connection.
+    pub id: u64,
+    /// The export called, in the receiver's table for this connection.
+    pub key: u32,
+    /// The method.
+    pub selector: u32,
+    /// The call's context.
+    pub context: WireContext,
+    /// The encoded argument tuple.
+    pub args: Bytes,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CallHeader {
+    id: u64,
+    key: u32,
+    #[serde(with = "super::fixed::u32le")]
+    selector: u32,
+    context: WireContext,
+}
+
+impl Call {
+    pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
+        let header = CallHeader {
+            id: self.id,
+            key: self.key,
+            selector: self.selector,
+            context: self.context,
+        };
+        put(tag, out, &header)?;
+        out.extend_from_slice(&self.args);
+        Ok(())
+    }
+
+    pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
+        let (h, rest): (CallHeader, _) = take(tag, &body)?;
+        Ok(Call {
+            id: h.id,
+            key: h.key,
+            selector: h.selector,
+            context: h.context,
+            args: body.slice_ref(rest),
+        })
+    }
+}
+
+/// A call that wants no reply: like [`Call`] without an id.
+///
+/// ```text
+/// body = key: varint u32
+///        selector: u32 (4 bytes, little endian)
+///        context: WireContext
+///        args: the rest of the frame
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnewayCall {
+    /// The export called.
+    pub key: u32,
+    /// The method.
+    pub selector: u32,
+    /// The call's context.
+    pub context: WireContext,
+    /// The encoded argument tuple.
+    pub args: Bytes,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnewayHeader {
+    key: u32,
+    #[serde(with = "super::fixed::u32le")]
+    selector: u32,
+    context: WireContext,
+}
+
+impl OnewayCall {
+    pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
+        let header = OnewayHeader {
+            key: self.key,
+            selector: self.selector,
+            context: self.context,
+        };
+        put(tag, out, &header)?;
+        out.extend_from_slice(&self.args);
+        Ok(())
+    }
+
+    pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
+        let (h, rest): (OnewayHeader, _) = take(tag, &body)?;
+        Ok(OnewayCall {
+            key: h.key,
+            selector: h.selector,
+            context: h.context,
+            args: body.slice_ref(rest),
+        })
+    }
+}
+
+/// Asks the callee to stop the call `id`; its handler is dropped, and the
+/// caller gets no [`Return`] for it.
+///
+/// ```text
+/// body = id: varint u64
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancel {
+    /// The call to stop.
+    pub id: u64,
+}
+
+/// The reply to the call `id`.
+///
+/// ```text
+/// body = id: varint u64
+///        outcome: varint 0 = ok, then the value: the rest of the frame
+///               | varint 1 = error, then WireError (nothing may follow)
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Return {
+    /// The call answered.
+    pub id: u64,
+    /// Its outcome.
+    pub outcome: Outcome,
+}
+
+/// How a call ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The encoded result.
+    Ok(Bytes),
+    /// The error.
+    Err(WireError),
+}
+
+/// An error on the wire.
+///
+/// ```text
+/// WireError = kind: u8                  see error_code
+///             message: string
+///             callee: option<bytes>     the callee's own error, postcard
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// What kind of error (see [`error_code`](super::error_code)).
+    pub kind: u8,
+    /// What happened.
+    pub message: String,
+    /// The callee's own error value, encoded, when the method returned
+    /// `Err`.
+    pub callee: Option<Vec<u8>>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum ReturnStatus {
+    Ok,
+    Err(WireError),
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReturnHeader {
+    id: u64,
+    status: ReturnStatus,
+}
+
+impl Return {
+    pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
+        match &self.outcome {
+            Outcome::Ok(value) => {
+                let header = ReturnHeader {
+                    id: self.id,
+                    status: ReturnStatus::Ok,
+                };
+                put(tag, out, &header)?;
+                out.extend_from_slice(value);
+                Ok(())
+            }
+            Outcome::Err(error) => {
+                let header = ReturnHeader {
+                    id: self.id,
+                    status: ReturnStatus::Err(error.clone()),
+                };
+                put(tag, out, &header)
+            }
+        }
+    }
+
+    pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
+        let (h, rest): (ReturnHeader, _) = take(tag, &body)?;
+        let outcome = match h.status {
+            ReturnStatus::Ok => Outcome::Ok(body.slice_ref(rest)),
+            ReturnStatus::Err(e) if rest.is_empty() => Outcome::Err(e),
+            ReturnStatus::Err(_) => {
+                return Err(FrameError::Malformed {
+                    tag,
+                    reason: format!("{} bytes after an error outcome", rest.len()),
+                });
+            }
+        };
+        Ok(Return { id: h.id, outcome })
+    }
+}

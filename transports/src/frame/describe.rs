@@ -1,0 +1,71 @@
+//! Asking what a view offers.
+
+use serde::{Deserialize, Serialize};
+
+/// Asks what the export `key` offers.
+///
+/// ```text
+/// body = id: varint u64       answered by the Description with this id
+///        key: varint u32
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Describe {
+    /// Chosen by the sender; the answer carries it.
+    pub id: u64,
+    /// The export, in the receiver's table for this connection.
+    pub key: u32,
+}
+
+/// What a view offers: the answer to a [`Describe`].
+///
+/// ```text
+/// body = id: varint u64
+///        view: option<WireView>   none: the key names no export
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Description {
+    /// The [`Describe`] this answers.
+    pub id: u64,
+    /// The view, or `None` if the key names no export.
+    pub view: Option<WireView>,
+}
+
+/// A view as the wire describes it.
+///
+/// ```text
+/// WireView = interface: string
+///            fingerprint: u64 (8 bytes, little endian)
+///            view: string
+///            methods: varint length, then that many WireMethod
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireView {
+    /// The interface's name.
+    pub interface: String,
+    /// The interface's fingerprint; a caller with another one must not
+    /// call.
+    #[serde(with = "super::fixed::u64le")]
+    pub fingerprint: u64,
+    /// The view's name.
+    pub view: String,
+    /// The methods the view offers.
+    pub methods: Vec<WireMethod>,
+}
+
+/// One method a view offers.
+///
+/// ```text
+/// WireMethod = selector: u32 (4 bytes, little endian)
+///              name: string
+///              kind: u8       0 sync, 1 oneway, 2 future
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireMethod {
+    /// Its selector id.
+    #[serde(with = "super::fixed::u32le")]
+    pub selector: u32,
+    /// Its name.
+    pub name: String,
+    /// How the view carries it out (see [`abstraction_code`](super::abstraction_code)).
+    pub kind: u8,
+}

@@ -1,0 +1,281 @@
+//! Frames: what two Tether nodes send each other, and their codec.
+//!
+//! A frame is one message of the carrier (a WebSocket message, or one
+//! length-delimited chunk of a TCP or QUIC stream). It starts with a 32-bit
+//! little-endian tag naming what interprets the rest:
+//!
+//! ```text
+//! +----------------+------------------------------------------+
+//! | tag: u32 LE    | body (depends on the tag)                |
+//! +----------------+------------------------------------------+
+//!   4 bytes          frame length - 4 bytes
+//! ```
+//!
+//! Core tags are small numbers; tags from `0x8000_0000` up are for
+//! extensions (relay control and the like) and reach the application as
+//! [`Frame::Extension`]. Bodies are postcard-encoded structures; [`Call`],
+//! [`OnewayCall`] and a successful [`Return`] end with their arguments or
+//! value as the *rest of the frame*, unprefixed, so a caller encodes
+//! arguments once, straight into the frame, and a receiver reads them
+//! without copying. `PROTOCOL.md` at the repository's root draws every
+//! frame byte by byte.
+//!
+//! The codec is sans-IO: [`Frame::decode`] takes the bytes of one frame,
+//! [`Frame::encode`] appends one frame to a buffer. Nothing here does I/O
+//! or keeps state.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use tether_transports::frame::{Cancel, Frame, Limits};
+//!
+//! let mut buf = BytesMut::new();
+//! Frame::Cancel(Cancel { id: 7 }).encode(&mut buf).unwrap();
+//! assert_eq!(&buf[..], &[0x05, 0, 0, 0, 7]);
+//! let back = Frame::decode(buf.freeze(), &Limits::default()).unwrap();
+//! assert_eq!(back, Frame::Cancel(Cancel { id: 7 }));
+//! ```
+
+mod call;
+mod codes;
+mod describe;
+mod fixed;
+mod hello;
+mod reference;
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use call::{Call, Cancel, OnewayCall, Outcome, Return, WireContext, WireError};
+pub use codes::{abstraction_code, abstraction_from_code, error_code, error_from_code};
+pub use describe::{Describe, Description, WireMethod, WireView};
+pub use hello::{Credentials, Goodbye, Hello, VERSION};
+pub use reference::Release;
+
+/// A frame's tag: what interprets the rest of the frame.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(pub u32);
+
+impl Tag {
+    /// [`Hello`].
+    pub const HELLO: Tag = Tag(1);
+    /// [`Goodbye`].
+    pub const GOODBYE: Tag = Tag(2);
+    /// [`Call`].
+    pub const CALL: Tag = Tag(3);
+    /// [`OnewayCall`].
+    pub const ONEWAY: Tag = Tag(4);
+    /// [`Cancel`].
+    pub const CANCEL: Tag = Tag(5);
+    /// [`Return`].
+    pub const RETURN: Tag = Tag(6);
+    /// [`Release`].
+    pub const RELEASE: Tag = Tag(7);
+    /// [`Describe`].
+    pub const DESCRIBE: Tag = Tag(8);
+    /// [`Description`].
+    pub const DESCRIPTION: Tag = Tag(9);
+    /// The first tag of the range reserved for extensions.
+    pub const FIRST_EXTENSION: Tag = Tag(0x8000_0000);
+
+    /// Whether the tag belongs to the extension range.
+    pub fn is_extension(self) -> bool {
+        self >= Self::FIRST_EXTENSION
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tag({:#010x})", self.0)
+    }
+}
+
+/// One frame.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// Opens a connection; each side sends one first.
+    Hello(Hello),
+    /// Closes a connection.
+    Goodbye(Goodbye),
+    /// A call that wants a reply.
+    Call(Call),
+    /// A call that wants none.
+    Oneway(OnewayCall),
+    /// Asks the callee to stop a call.
+    Cancel(Cancel),
+    /// The reply to a call.
+    Return(Return),
+    /// Gives back references to an export.
+    Release(Release),
+    /// Asks what a view offers.
+    Describe(Describe),
+    /// What a view offers.
+    Description(Description),
+    /// A frame of an extension (tag `0x8000_0000` or above), uninterpreted.
+    Extension {
+        /// Its tag.
+        tag: Tag,
+        /// Everything after the tag.
+        body: Bytes,
+    },
+}
+
+/// How large a frame may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest frame, tag included, in bytes. 16 MiB unless set.
+    pub max_frame: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why bytes are not a frame, or a frame could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Fewer than the four bytes of a tag.
+    #[error("a frame of {len} bytes is too short to hold a tag")]
+    TooShort {
+        /// The frame's length.
+        len: usize,
+    },
+    /// Larger than the limit.
+    #[error("a frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A tag of the core range that this version does not know.
+    #[error("unknown frame tag {0:?}")]
+    UnknownTag(Tag),
+    /// The body does not decode as the tag says.
+    #[error("malformed {tag:?} frame: {reason}")]
+    Malformed {
+        /// The frame's tag.
+        tag: Tag,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value could not be encoded.
+    #[error("cannot encode a {tag:?} frame: {reason}")]
+    Encode {
+        /// The frame's tag.
+        tag: Tag,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl Frame {
+    /// The frame's tag.
+    pub fn tag(&self) -> Tag {
+        match self {
+            Frame::Hello(_) => Tag::HELLO,
+            Frame::Goodbye(_) => Tag::GOODBYE,
+            Frame::Call(_) => Tag::CALL,
+            Frame::Oneway(_) => Tag::ONEWAY,
+            Frame::Cancel(_) => Tag::CANCEL,
+            Frame::Return(_) => Tag::RETURN,
+            Frame::Release(_) => Tag::RELEASE,
+            Frame::Describe(_) => Tag::DESCRIBE,
+            Frame::Description(_) => Tag::DESCRIPTION,
+            Frame::Extension { tag, .. } => *tag,
+        }
+    }
+
+    /// Appends this frame, tag first, to `out`.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), FrameError> {
+        let tag = self.tag();
+        out.put_u32_le(tag.0);
+        match self {
+            Frame::Hello(f) => put(tag, out, f),
+            Frame::Goodbye(f) => put(tag, out, f),
+            Frame::Call(f) => f.encode(tag, out),
+            Frame::Oneway(f) => f.encode(tag, out),
+            Frame::Cancel(f) => put(tag, out, f),
+            Frame::Return(f) => f.encode(tag, out),
+            Frame::Release(f) => put(tag, out, f),
+            Frame::Describe(f) => put(tag, out, f),
+            Frame::Description(f) => put(tag, out, f),
+            Frame::Extension { body, .. } => {
+                if !tag.is_extension() {
+                    return Err(FrameError::Encode {
+                        tag,
+                        reason: "an extension frame needs a tag of the extension range".into(),
+                    });
+                }
+                out.extend_from_slice(body);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads one whole frame. Never panics, whatever the bytes.
+    pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, FrameError> {
+        if frame.len() > limits.max_frame {
+            return Err(FrameError::TooLarge {
+                len: frame.len(),
+                max: limits.max_frame,
+            });
+        }
+        let Some(tag) = frame
+            .first_chunk::<4>()
+            .map(|t| Tag(u32::from_le_bytes(*t)))
+        else {
+            return Err(FrameError::TooShort { len: frame.len() });
+        };
+        let body = frame.slice(4..);
+        Ok(match tag {
+            Tag::HELLO => Frame::Hello(whole(tag, &body)?),
+            Tag::GOODBYE => Frame::Goodbye(whole(tag, &body)?),
+            Tag::CALL => Frame::Call(Call::decode(tag, body)?),
+            Tag::ONEWAY => Frame::Oneway(OnewayCall::decode(tag, body)?),
+            Tag::CANCEL => Frame::Cancel(whole(tag, &body)?),
+            Tag::RETURN => Frame::Return(Return::decode(tag, body)?),
+            Tag::RELEASE => Frame::Release(whole(tag, &body)?),
+            Tag::DESCRIBE => Frame::Describe(whole(tag, &body)?),
+            Tag::DESCRIPTION => Frame::Description(whole(tag, &body)?),
+            tag if tag.is_extension() => Frame::Extension { tag, body },
+            tag => return Err(FrameError::UnknownTag(tag)),
+        })
+    }
+}
+
+/// Appends `value`, postcard-encoded.
+fn put<T: Serialize>(tag: Tag, out: &mut BytesMut, value: &T) -> Result<(), FrameError> {
+    let bytes = postcard::to_allocvec(value).map_err(|e| FrameError::Encode {
+        tag,
+        reason: e.to_string(),
+    })?;
+    out.extend_from_slice(&bytes);
+    Ok(())
+}
+
+/// Reads a postcard value from the front of `body`; returns the rest.
+fn take<'a, T: DeserializeOwned>(tag: Tag, body: &'a [u8]) -> Result<(T, &'a [u8]), FrameError> {
+    postcard::take_from_bytes(body).map_err(|e| FrameError::Malformed {
+        tag,
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a postcard value that must fill `body` exactly.
+fn whole<T: DeserializeOwned>(tag: Tag, body: &[u8]) -> Result<T, FrameError> {
+    match take(tag, body)? {
+        (value, []) => Ok(value),
+        (_, rest) => Err(FrameError::Malformed {
+            tag,
+            reason: format!("{} bytes left over after the body", rest.len()),
+        }),
+    }
+}

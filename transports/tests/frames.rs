@@ -1,0 +1,280 @@
+//! The frame codec: round trips, the exact layout, and bad input.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+use tether_semantics::{AbstractionKind, ErrorKind};
+use tether_transports::frame::*;
+
+fn encode(frame: &Frame) -> Bytes {
+    let mut buf = BytesMut::new();
+    frame.encode(&mut buf).unwrap();
+    buf.freeze()
+}
+
+fn round_trip(frame: Frame) {
+    let bytes = encode(&frame);
+    assert_eq!(&bytes[..4], &frame.tag().0.to_le_bytes(), "tag first");
+    assert_eq!(Frame::decode(bytes, &Limits::default()).unwrap(), frame);
+}
+
+fn context() -> WireContext {
+    WireContext {
+        chain: 0x0102_0304_0506_0708,
+        transaction: Some(42),
+        deadline_ms: Some(1500),
+        trace: Some(u128::MAX),
+    }
+}
+
+#[test]
+fn every_frame_round_trips() {
+    round_trip(Frame::Hello(Hello {
+        version: VERSION,
+        node: u64::MAX,
+        bootstrap: Some(1),
+        credentials: Some(Credentials {
+            principal: "alice".into(),
+            secret: b"s3cret".to_vec(),
+        }),
+        max_frame: 1 << 20,
+        max_in_flight: 64,
+    }));
+    round_trip(Frame::Goodbye(Goodbye {
+        reason: "shutting down".into(),
+    }));
+    round_trip(Frame::Call(Call {
+        id: 1,
+        key: 2,
+        selector: 0xdead_beef,
+        context: context(),
+        args: Bytes::from_static(b"\x01\x02"),
+    }));
+    round_trip(Frame::Call(Call {
+        id: 0,
+        key: 0,
+        selector: 0,
+        context: WireContext::default(),
+        args: Bytes::new(),
+    }));
+    round_trip(Frame::Oneway(OnewayCall {
+        key: 9,
+        selector: 3,
+        context: context(),
+        args: Bytes::from_static(b"x"),
+    }));
+    round_trip(Frame::Cancel(Cancel { id: u64::MAX }));
+    round_trip(Frame::Return(Return {
+        id: 5,
+        outcome: Outcome::Ok(Bytes::from_static(b"\x2a")),
+    }));
+    round_trip(Frame::Return(Return {
+        id: 6,
+        outcome: Outcome::Err(WireError {
+            kind: error_code(ErrorKind::Failed),
+            message: "no".into(),
+            callee: Some(vec![1, 2]),
+        }),
+    }));
+    round_trip(Frame::Release(Release { key: 4, count: 2 }));
+    round_trip(Frame::Describe(Describe { id: 3, key: 4 }));
+    round_trip(Frame::Description(Description {
+        id: 3,
+        view: Some(WireView {
+            interface: "Account".into(),
+            fingerprint: 0xfeed_face_cafe_beef,
+            view: "teller".into(),
+            methods: vec![WireMethod {
+                selector: 7,
+                name: "note".into(),
+                kind: abstraction_code(AbstractionKind::Oneway),
+            }],
+        }),
+    }));
+    round_trip(Frame::Description(Description { id: 4, view: None }));
+    round_trip(Frame::Extension {
+        tag: Tag(0x8000_0001),
+        body: Bytes::from_static(b"relay"),
+    });
+}
+
+#[test]
+fn a_call_has_the_layout_protocol_md_draws() {
+    let call = Frame::Call(Call {
+        id: 300,
+        key: 1,
+        selector: 0x1122_3344,
+        context: WireContext {
+            chain: 1,
+            transaction: None,
+            deadline_ms: Some(2),
+            trace: None,
+        },
+        args: Bytes::from_static(&[0xaa, 0xbb]),
+    });
+    let expected: &[u8] = &[
+        0x03, 0x00, 0x00, 0x00, // tag 3: call
+        0xac, 0x02, // id 300 as a varint
+        0x01, // key 1
+        0x44, 0x33, 0x22, 0x11, // selector, 4 bytes little endian
+        0x01, 0, 0, 0, 0, 0, 0, 0,    // chain, 8 bytes little endian
+        0x00, // no transaction
+        0x01, 0x02, // deadline: some, 2 ms
+        0x00, // no trace
+        0xaa, 0xbb, // the arguments: the rest of the frame
+    ];
+    assert_eq!(&encode(&call)[..], expected);
+    let ok = Frame::Return(Return {
+        id: 300,
+        outcome: Outcome::Ok(Bytes::from_static(&[0x2a])),
+    });
+    assert_eq!(&encode(&ok)[..], &[0x06, 0, 0, 0, 0xac, 0x02, 0x00, 0x2a]);
+}
+
+#[test]
+fn arguments_are_not_copied_on_decode() {
+    let call = Frame::Call(Call {
+        id: 1,
+        key: 1,
+        selector: 1,
+        context: WireContext::default(),
+        args: Bytes::from(vec![7; 1000]),
+    });
+    let bytes = encode(&call);
+    let Frame::Call(decoded) = Frame::decode(bytes.clone(), &Limits::default()).unwrap() else {
+        panic!()
+    };
+    let end = bytes.as_ptr() as usize + bytes.len();
+    assert_eq!(
+        decoded.args.as_ptr() as usize + decoded.args.len(),
+        end,
+        "a slice of the frame"
+    );
+}
+
+#[test]
+fn bad_frames_get_clear_errors() {
+    let limits = Limits::default();
+    for short in [&b""[..], b"\x01", b"\x01\x00\x00"] {
+        let e = Frame::decode(Bytes::copy_from_slice(short), &limits).unwrap_err();
+        assert!(matches!(e, FrameError::TooShort { .. }), "{e}");
+    }
+    let e = Frame::decode(Bytes::from(vec![0; 65]), &Limits { max_frame: 64 }).unwrap_err();
+    assert_eq!(e.to_string(), "a frame of 65 bytes exceeds the limit of 64");
+    let e = Frame::decode(Bytes::from_static(b"\x0a\x00\x00\x00"), &limits).unwrap_err();
+    assert!(matches!(e, FrameError::UnknownTag(Tag(10))), "{e}");
+    // A call cut off inside its header.
+    let e =
+        Frame::decode(Bytes::from_static(b"\x03\x00\x00\x00\x01\x01\x44"), &limits).unwrap_err();
+    assert!(
+        matches!(e, FrameError::Malformed { tag: Tag::CALL, .. }),
+        "{e}"
+    );
+    // A cancel with bytes after its id.
+    let e = Frame::decode(Bytes::from_static(b"\x05\x00\x00\x00\x07\x00"), &limits).unwrap_err();
+    assert!(e.to_string().contains("1 bytes left over"), "{e}");
+    // An error return with bytes after it.
+    let mut err = BytesMut::from(
+        &encode(&Frame::Return(Return {
+            id: 1,
+            outcome: Outcome::Err(WireError {
+                kind: 1,
+                message: String::new(),
+                callee: None,
+            }),
+        }))[..],
+    );
+    err.extend_from_slice(b"\xff");
+    let e = Frame::decode(err.freeze(), &limits).unwrap_err();
+    assert!(e.to_string().contains("after an error outcome"), "{e}");
+    // An extension frame needs an extension tag.
+    let e = Frame::Extension {
+        tag: Tag(3),
+        body: Bytes::new(),
+    }
+    .encode(&mut BytesMut::new())
+    .unwrap_err();
+    assert!(matches!(e, FrameError::Encode { .. }), "{e}");
+}
+
+#[test]
+fn codes_round_trip_and_unknown_codes_are_safe() {
+    use ErrorKind::*;
+    for kind in [
+        Failed,
+        UnknownObject,
+        UnknownMethod,
+        BadArguments,
+        Incompatible,
+        AccessDenied,
+        Overloaded,
+        DeadlineExceeded,
+        Disconnected,
+        Internal,
+    ] {
+        assert_eq!(error_from_code(error_code(kind)), kind);
+    }
+    assert_eq!(error_from_code(200), Internal);
+    for kind in [
+        AbstractionKind::Sync,
+        AbstractionKind::Oneway,
+        AbstractionKind::Future,
+    ] {
+        assert_eq!(abstraction_from_code(abstraction_code(kind)), kind);
+    }
+    assert_eq!(abstraction_from_code(9), AbstractionKind::Sync);
+}
+
+#[test]
+fn credentials_never_print_their_secret() {
+    let c = Credentials {
+        principal: "alice".into(),
+        secret: b"hunter2".to_vec(),
+    };
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("hunter2") && shown.contains("7 bytes"),
+        "{shown}"
+    );
+}
+
+proptest! {
+    #[test]
+    fn any_bytes_decode_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Frame::decode(Bytes::from(bytes), &Limits::default());
+    }
+
+    #[test]
+    fn any_core_tag_with_junk_is_an_error_or_a_frame(tag in 1_u32..=9, junk in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut bytes = tag.to_le_bytes().to_vec();
+        bytes.extend(junk);
+        if let Ok(frame) = Frame::decode(Bytes::from(bytes), &Limits::default()) {
+            prop_assert_eq!(frame.tag(), Tag(tag));
+        }
+    }
+
+    #[test]
+    fn calls_round_trip(
+        id in any::<u64>(), key in any::<u32>(), selector in any::<u32>(),
+        chain in any::<u64>(), tx in any::<Option<u64>>(), deadline in any::<Option<u64>>(), trace in any::<Option<u128>>(),
+        args in proptest::collection::vec(any::<u8>(), 0..128),
+    ) {
+        let frame = Frame::Call(Call {
+            id, key, selector,
+            context: WireContext { chain, transaction: tx, deadline_ms: deadline, trace },
+            args: Bytes::from(args),
+        });
+        prop_assert_eq!(Frame::decode(encode(&frame), &Limits::default()).unwrap(), frame);
+    }
+
+    #[test]
+    fn returns_round_trip(id in any::<u64>(), ok in any::<bool>(), data in proptest::collection::vec(any::<u8>(), 0..64), message in ".{0,20}") {
+        let outcome = if ok {
+            Outcome::Ok(Bytes::from(data))
+        } else {
+            Outcome::Err(WireError { kind: 7, message, callee: Some(data) })
+        };
+        let frame = Frame::Return(Return { id, outcome });
+        prop_assert_eq!(Frame::decode(encode(&frame), &Limits::default()).unwrap(), frame);
+    }
+}
