@@ -262,7 +262,7 @@ fn put<T: Serialize>(tag: Tag, out: &mut BytesMut, value: &T) -> Result<(), Fram
 }
 
 /// Reads a postcard value from the front of `body`; returns the rest.
-fn take<'a, T: DeserializeOwned>(tag: Tag, body: &'a [u8]) -> Result<(T, &'a [u8]), FrameError> {
+fn take<T: DeserializeOwned>(tag: Tag, body: &[u8]) -> Result<(T, &[u8]), FrameError> {
     postcard::take_from_bytes(body).map_err(|e| FrameError::Malformed {
         tag,
         reason: e.to_string(),
