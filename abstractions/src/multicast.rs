@@ -135,8 +135,34 @@ impl Multicast {
     /// Calls every member with `call` (given a typed stub for the member)
     /// and returns each member's own outcome, in member order.
     ///
-    /// ```ignore
-    /// let sums: Vec<Result<u64, _>> = group.each(|c: &CalcClient| c.add(1, 2)).await;
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use tether::abstractions::{Multicast, Policy};
+    ///
+    /// #[tether::interface]
+    /// pub trait Calc {
+    ///     async fn add(&self, a: u64, b: u64) -> u64;
+    /// }
+    /// struct Adder(u64);
+    /// impl Calc for Adder {
+    ///     async fn add(&self, a: u64, b: u64) -> u64 {
+    ///         a + b + self.0
+    ///     }
+    /// }
+    ///
+    /// let node = tether::Node::new();
+    /// let members = (0..3).map(|i| {
+    ///     node.expose(Adder(i)).with_view("v", CalcInterface::view()).unwrap().view("v").unwrap()
+    /// });
+    /// let group = Multicast::new(members, Policy::All).unwrap();
+    /// let sums: Vec<u64> = group
+    ///     .each(|c: &CalcClient| c.add(1, 2))
+    ///     .await
+    ///     .into_iter()
+    ///     .map(Result::unwrap)
+    ///     .collect();
+    /// assert_eq!(sums, [3, 4, 5]);
+    /// # }
     /// ```
     pub async fn each<C, T, E>(
         &self,
