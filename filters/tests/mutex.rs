@@ -15,6 +15,7 @@ pub trait Shared {
     /// Enters, records, waits for the gate.
     async fn write(&self, tag: String) -> usize;
     /// Same, as a reader.
+    #[tether(read)]
     async fn read(&self, tag: String) -> usize;
     /// Calls `bounce` on `other`, which calls `ping` back on this object.
     async fn call_back(&self, me: String, other: String) -> u64;
@@ -142,12 +143,18 @@ async fn exclusive_calls_never_overlap_even_through_two_views() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_overlap_and_writers_wait_for_them() {
+    readers_and_writer(MutexLayer::readers_writer([SharedInterface::READ])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_can_be_marked_in_the_trait() {
+    readers_and_writer(MutexLayer::readers_writer_of::<SharedInterface>()).await;
+}
+
+async fn readers_and_writer(layer: MutexLayer) {
     let node = Node::new();
     let r = room(&node)
-        .with_view(
-            "v",
-            SharedInterface::view().layer(MutexLayer::readers_writer([SharedInterface::READ])),
-        )
+        .with_view("v", SharedInterface::view().layer(layer))
         .unwrap();
     let c: SharedClient = r.client("v").unwrap();
     let reads: Vec<_> = ["r1", "r2"]

@@ -121,6 +121,7 @@ pub struct MethodDescriptor {
     params: &'static [Param],
     returns: &'static str,
     error: Option<&'static str>,
+    reads: bool,
 }
 
 impl MethodDescriptor {
@@ -136,7 +137,21 @@ impl MethodDescriptor {
             params,
             returns,
             error,
+            reads: false,
         }
+    }
+
+    #[doc(hidden)]
+    pub const fn reading(mut self) -> Self {
+        self.reads = true;
+        self
+    }
+
+    /// Whether the trait marks the method `#[tether(read)]`: it only reads
+    /// the object, so a readers/writer lock may let it run beside other
+    /// readers.
+    pub fn reads(&self) -> bool {
+        self.reads
     }
 
     /// The method's name.

@@ -37,6 +37,8 @@ fn desugar_trait(spec: &Spec) -> TokenStream {
         let TraitItem::Fn(f) = trait_item else {
             continue;
         };
+        // `#[tether(...)]` is for the macro only.
+        f.attrs.retain(|a| !a.path().is_ident("tether"));
         f.sig.asyncness = None;
         let output: Type = match &f.sig.output {
             ReturnType::Default => syn::parse_quote!(()),
@@ -104,8 +106,9 @@ fn marker(spec: &Spec) -> TokenStream {
                 quote!(::core::option::Option::Some(#e))
             }
         };
+        let reads = m.reads.then(|| quote!(.reading()));
         quote! {
-            #rt::MethodDescriptor::new(#rt::Selector::new(#name), &[ #(#params),* ], #returns, #error)
+            #rt::MethodDescriptor::new(#rt::Selector::new(#name), &[ #(#params),* ], #returns, #error) #reads
         }
     });
     let fingerprint = fingerprint(spec);

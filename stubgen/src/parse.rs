@@ -25,6 +25,8 @@ pub(crate) struct MethodSpec {
     pub(crate) docs: Vec<Attribute>,
     pub(crate) params: Vec<(Ident, Type)>,
     pub(crate) ret: Ret,
+    /// Marked `#[tether(read)]`: the method only reads the object.
+    pub(crate) reads: bool,
 }
 
 pub(crate) enum Ret {
@@ -85,6 +87,7 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Spec, syn::E
 fn method(f: &TraitItemFn, errors: &mut Errors) -> Option<MethodSpec> {
     let sig = &f.sig;
     let before = errors.len();
+    let reads = tether_attrs(&f.attrs, errors);
     if sig.asyncness.is_none() {
         errors.push(syn::Error::new(
             sig.fn_token.span(),
@@ -188,7 +191,30 @@ fn method(f: &TraitItemFn, errors: &mut Errors) -> Option<MethodSpec> {
             .collect(),
         params,
         ret,
+        reads,
     })
+}
+
+/// Reads the `#[tether(...)]` attributes of a method: `read` marks a
+/// method that only reads the object. Anything else is an error.
+fn tether_attrs(attrs: &[Attribute], errors: &mut Errors) -> bool {
+    let mut reads = false;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("tether")) {
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("read") {
+                reads = true;
+                Ok(())
+            } else {
+                Err(meta.error(
+                    "unknown tether attribute: the only one on a method is `#[tether(read)]`",
+                ))
+            }
+        });
+        if let Err(e) = parsed {
+            errors.push(e);
+        }
+    }
+    reads
 }
 
 /// `Result<T, E>` (any path ending in `Result` with two type arguments).

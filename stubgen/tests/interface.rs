@@ -14,6 +14,7 @@ pub struct Receipt {
 pub trait Shop {
     /// Buys `qty` of `item`.
     async fn buy(&self, item: String, qty: u32) -> Result<Receipt, String>;
+    #[tether(read)]
     async fn stock(&self) -> Vec<(String, u32)>;
     async fn restock(&self, r#type: String);
     /// Default bodies are kept.
@@ -39,6 +40,8 @@ async fn the_descriptor_describes_the_trait() {
     assert!(!buy.oneway_capable());
 
     let stock = &d.methods()[1];
+    assert!(stock.reads(), "marked #[tether(read)]");
+    assert!(!buy.reads());
     assert_eq!(stock.returns(), "Vec<(String, u32)>");
     assert_eq!(stock.error(), None);
     assert!(!stock.oneway_capable());

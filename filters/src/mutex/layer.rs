@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_semantics::Method;
+use tether_semantics::{Interface, Method};
 use tower::Layer;
 
 use super::Mutex;
@@ -41,6 +41,20 @@ impl MutexLayer {
     pub fn readers_writer<I>(readers: impl IntoIterator<Item = Method<I>>) -> Self {
         MutexLayer {
             readers: readers.into_iter().map(|m| m.selector().id()).collect(),
+            ..Self::exclusive()
+        }
+    }
+
+    /// Readers and writer, with the readers the interface marks: methods
+    /// declared `#[tether(read)]` in the trait.
+    pub fn readers_writer_of<I: Interface>() -> Self {
+        MutexLayer {
+            readers: I::DESCRIPTOR
+                .methods()
+                .iter()
+                .filter(|m| m.reads())
+                .map(|m| m.selector().id())
+                .collect(),
             ..Self::exclusive()
         }
     }

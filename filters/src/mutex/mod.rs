@@ -1,8 +1,10 @@
 //! Mutual exclusion: one object's calls take turns.
 //!
 //! [`MutexLayer::exclusive`] lets one call at a time into the object;
-//! [`MutexLayer::readers_writer`] lets the methods it marks as readers run
-//! together, and every other method alone.
+//! [`MutexLayer::readers_writer`] lets the methods it lists as readers run
+//! together, and every other method alone; [`MutexLayer::readers_writer_of`]
+//! takes the readers from the trait, where methods are marked
+//! `#[tether(read)]`.
 //!
 //! # What it guarantees
 //!
