@@ -81,6 +81,10 @@
 //! The trait's `async fn`s are rewritten to return `Send` futures (so
 //! objects can serve calls on a multi-threaded runtime); implement them
 //! with `async fn` as usual.
+//!
+//! A method marked `#[tether(read)]` only reads the object: a
+//! readers/writer lock built with `MutexLayer::readers_writer_of` lets it
+//! run beside other readers.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use tether_semantics::*;
