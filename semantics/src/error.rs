@@ -260,13 +260,29 @@ impl Error {
     /// produces), the error is kept with no callee value and its message
     /// says what type arrived.
     pub fn downcast_callee<E: std::any::Any>(self) -> Error<E> {
+        self.convert_callee(Value::downcast::<E>)
+    }
+
+    /// Like [`downcast_callee`](Error::downcast_callee), and also decodes a
+    /// callee error that arrived from another node.
+    pub fn decode_callee<E: std::any::Any + serde::de::DeserializeOwned>(self) -> Error<E> {
+        self.convert_callee(|value| match value.as_encoded() {
+            Some(bytes) => postcard::from_bytes::<E>(bytes).map_err(|_| value),
+            None => value.downcast::<E>(),
+        })
+    }
+
+    fn convert_callee<E: std::any::Any>(
+        self,
+        convert: impl FnOnce(Value) -> Result<E, Value>,
+    ) -> Error<E> {
         let Inner {
             kind,
             mut message,
             callee,
             source,
         } = *self.inner;
-        let callee = match callee.map(|d| d.into_value().downcast::<E>()) {
+        let callee = match callee.map(|d| convert(d.into_value())) {
             None => None,
             Some(Ok(e)) => Some(e),
             Some(Err(other)) => {
@@ -347,6 +363,17 @@ mod tests {
         let typed: Error<String> = e.downcast_callee();
         assert!(typed.is_failed());
         assert_eq!(typed.callee().map(String::as_str), Some("insufficient"));
+    }
+
+    #[test]
+    fn a_callee_error_from_another_node_is_decoded() {
+        let mut bytes = Vec::new();
+        Value::serializable(String::from("overdrawn"))
+            .encode(&mut bytes)
+            .unwrap();
+        let e = Error::callee_failed(Value::encoded(bytes.into()), "withdraw");
+        let typed: Error<String> = e.decode_callee();
+        assert_eq!(typed.callee().map(String::as_str), Some("overdrawn"));
     }
 
     #[test]

@@ -34,8 +34,8 @@ pub fn call<A, R>(
     cloner: Option<fn(&A) -> Option<A>>,
 ) -> Call<R>
 where
-    A: Any + Send,
-    R: Any + Send,
+    A: Any + Send + Serialize,
+    R: Any + Send + Serialize + DeserializeOwned,
 {
     let args = Value::call::<A, R>(args, cloner);
     Call::start(target, selector, args, Value::into_result::<A, R>, keep)
@@ -49,9 +49,9 @@ pub fn call_fallible<A, T, E>(
     cloner: Option<fn(&A) -> Option<A>>,
 ) -> Call<T, E>
 where
-    A: Any + Send,
-    T: Any + Send,
-    E: Any + Send,
+    A: Any + Send + Serialize,
+    T: Any + Send + Serialize + DeserializeOwned,
+    E: Any + Send + DeserializeOwned,
 {
     let args = Value::call::<A, T>(args, cloner);
     Call::start(
@@ -59,7 +59,7 @@ where
         selector,
         args,
         Value::into_result::<A, T>,
-        Error::downcast_callee::<E>,
+        Error::decode_callee::<E>,
     )
 }
 
@@ -166,7 +166,9 @@ fn deadline_exceeded(method: crate::MethodPath) -> Error {
 }
 
 /// Takes the argument tuple `A` out of the message's arguments.
-pub fn take_args<A: Any + Send, R: Any + Send>(args: &mut Value) -> Result<A, Error> {
+pub fn take_args<A: Any + Send + DeserializeOwned, R: Any + Send>(
+    args: &mut Value,
+) -> Result<A, Error> {
     args.take_args::<A, R>().ok_or_else(|| {
         Error::new(
             crate::ErrorKind::BadArguments,
@@ -180,12 +182,19 @@ pub fn take_args<A: Any + Send, R: Any + Send>(args: &mut Value) -> Result<A, Er
 }
 
 /// The reply of a method returning `R`.
-pub fn reply<A: Any + Send, R: Any + Send>(slot: Value, result: R) -> Result<Value, Error> {
+pub fn reply<A: Any + Send, R: Any + Send + Serialize>(
+    slot: Value,
+    result: R,
+) -> Result<Value, Error> {
     Ok(slot.put_result::<A, R>(result))
 }
 
 /// The reply of a method returning `Result<T, E>`.
-pub fn reply_fallible<A: Any + Send, T: Any + Send, E: Any + Send + std::fmt::Debug>(
+pub fn reply_fallible<
+    A: Any + Send,
+    T: Any + Send + Serialize,
+    E: Any + Send + Serialize + std::fmt::Debug,
+>(
     slot: Value,
     result: Result<T, E>,
     method: &'static str,
@@ -194,7 +203,7 @@ pub fn reply_fallible<A: Any + Send, T: Any + Send, E: Any + Send + std::fmt::De
         Ok(t) => Ok(slot.put_result::<A, T>(t)),
         Err(e) => {
             let message = format!("{method} returned {e:?}");
-            Err(Error::callee_failed(Value::new(e), message))
+            Err(Error::callee_failed(Value::serializable(e), message))
         }
     }
 }

@@ -3,6 +3,10 @@
 use std::any::{Any, TypeId, type_name};
 use std::fmt;
 
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 /// An argument tuple or a result, type-erased but not serialized.
 ///
 /// Inside one node a call's arguments travel as the typed Rust values the
@@ -21,6 +25,19 @@ trait Payload: Any + Send {
     fn try_clone(&self) -> Option<Value>;
     fn type_name(&self) -> &'static str;
     fn payload_type_id(&self) -> TypeId;
+    /// Appends the value (a call slot: its arguments or its result) in
+    /// postcard, as it travels to another node.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>;
+    /// The bytes, for a value that arrived encoded.
+    fn encoded(&self) -> Option<&Bytes> {
+        None
+    }
+}
+
+fn postcard_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    let bytes = postcard::to_allocvec(value).map_err(|e| e.to_string())?;
+    out.extend_from_slice(&bytes);
+    Ok(())
 }
 
 /// A plain value, such as a callee's error or a filter's own reply.
@@ -48,6 +65,78 @@ impl<T: Any + Send> Payload for Plain<T> {
     fn payload_type_id(&self) -> TypeId {
         TypeId::of::<Self>()
     }
+    fn encode(&self, _: &mut Vec<u8>) -> Result<(), String> {
+        Err(format!(
+            "a {} made with Value::new cannot travel to another node (use Value::serializable)",
+            type_name::<T>()
+        ))
+    }
+}
+
+/// A plain value that can travel: a result or a callee's error.
+struct Serde<T>(T);
+
+impl<T: Any + Send + Serialize> Payload for Serde<T> {
+    fn args_any(&self) -> Option<&dyn Any> {
+        Some(&self.0)
+    }
+    fn result_any(&self) -> Option<&dyn Any> {
+        Some(&self.0)
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn try_clone(&self) -> Option<Value> {
+        None
+    }
+    fn type_name(&self) -> &'static str {
+        type_name::<T>()
+    }
+    fn payload_type_id(&self) -> TypeId {
+        TypeId::of::<Self>()
+    }
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        postcard_into(&self.0, out)
+    }
+}
+
+/// A value as it arrived from another node: postcard bytes, decoded when
+/// its type is known (by the skeleton for arguments, by the stub for a
+/// result).
+struct Encoded(Bytes);
+
+impl Payload for Encoded {
+    fn args_any(&self) -> Option<&dyn Any> {
+        None
+    }
+    fn result_any(&self) -> Option<&dyn Any> {
+        None
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn try_clone(&self) -> Option<Value> {
+        Some(Value(Box::new(Encoded(self.0.clone()))))
+    }
+    fn type_name(&self) -> &'static str {
+        "encoded bytes"
+    }
+    fn payload_type_id(&self) -> TypeId {
+        TypeId::of::<Self>()
+    }
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(&self.0);
+        Ok(())
+    }
+    fn encoded(&self) -> Option<&Bytes> {
+        Some(&self.0)
+    }
 }
 
 /// One call's box: first the arguments `A`, then the result `R`.
@@ -62,7 +151,7 @@ enum State<A, R> {
     Taken,
 }
 
-impl<A: Any + Send, R: Any + Send> Payload for Slot<A, R> {
+impl<A: Any + Send + Serialize, R: Any + Send + Serialize> Payload for Slot<A, R> {
     fn args_any(&self) -> Option<&dyn Any> {
         match &self.state {
             State::Args(a) => Some(a),
@@ -101,6 +190,13 @@ impl<A: Any + Send, R: Any + Send> Payload for Slot<A, R> {
     fn payload_type_id(&self) -> TypeId {
         TypeId::of::<Self>()
     }
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        match &self.state {
+            State::Args(a) => postcard_into(a, out),
+            State::Result(r) => postcard_into(r, out),
+            State::Taken => Err("the call's arguments were already taken".into()),
+        }
+    }
 }
 
 impl Value {
@@ -119,7 +215,32 @@ impl Value {
 
     /// The unit value, the reply of a method that returns `()`.
     pub fn unit() -> Self {
-        Self::new(())
+        Self::serializable(())
+    }
+
+    /// Wraps a plain value that can also travel to another node.
+    pub fn serializable<T: Any + Send + Serialize>(value: T) -> Self {
+        Value(Box::new(Serde(value)))
+    }
+
+    /// A value that arrived from another node as postcard bytes; it is
+    /// decoded when its type is known.
+    pub fn encoded(bytes: Bytes) -> Self {
+        Value(Box::new(Encoded(bytes)))
+    }
+
+    /// The bytes, if this value arrived encoded.
+    pub fn as_encoded(&self) -> Option<&Bytes> {
+        self.0.encoded()
+    }
+
+    /// Appends this value in postcard, as it travels to another node: a
+    /// call's arguments before the call, its result after it. This is the
+    /// one encoding a remote call makes of its arguments.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), crate::Error> {
+        self.0
+            .encode(out)
+            .map_err(|e| crate::Error::new(crate::ErrorKind::Internal, e))
     }
 
     /// The name of the type held, for logs and errors.
@@ -142,12 +263,18 @@ impl Value {
 
     /// Takes the plain value out, if it is of type `T`.
     pub fn downcast<T: Any>(self) -> Result<T, Self> {
-        if self.0.payload_type_id() == TypeId::of::<Plain<T>>() {
-            let any = self.0.into_any();
-            match any.downcast::<Plain<T>>() {
-                Ok(plain) => return Ok(plain.0),
-                Err(_) => unreachable!("type id checked above"),
+        let id = self.0.payload_type_id();
+        if id == TypeId::of::<Plain<T>>() {
+            if let Ok(plain) = self.0.into_any().downcast::<Plain<T>>() {
+                return Ok(plain.0);
             }
+            unreachable!("type id checked above")
+        }
+        if id == TypeId::of::<Serde<T>>() {
+            if let Ok(serde) = self.0.into_any().downcast::<Serde<T>>() {
+                return Ok(serde.0);
+            }
+            unreachable!("type id checked above")
         }
         Err(self)
     }
@@ -160,7 +287,7 @@ impl Value {
     }
 
     /// A call slot holding `args`; the stub's side of a call.
-    pub(crate) fn call<A: Any + Send, R: Any + Send>(
+    pub(crate) fn call<A: Any + Send + Serialize, R: Any + Send + Serialize>(
         args: A,
         cloner: Option<fn(&A) -> Option<A>>,
     ) -> Self {
@@ -172,7 +299,9 @@ impl Value {
 
     /// Takes the arguments out of a call slot (or a plain tuple); the
     /// skeleton's side.
-    pub(crate) fn take_args<A: Any + Send, R: Any + Send>(&mut self) -> Option<A> {
+    pub(crate) fn take_args<A: Any + Send + DeserializeOwned, R: Any + Send>(
+        &mut self,
+    ) -> Option<A> {
         if let Some(slot) = self.0.as_any_mut().downcast_mut::<Slot<A, R>>() {
             return match std::mem::replace(&mut slot.state, State::Taken) {
                 State::Args(a) => Some(a),
@@ -182,7 +311,13 @@ impl Value {
                 }
             };
         }
-        if self.0.payload_type_id() == TypeId::of::<Plain<A>>() {
+        if let Some(bytes) = self.0.encoded() {
+            let args = postcard::from_bytes::<A>(bytes).ok()?;
+            *self = Value::unit();
+            return Some(args);
+        }
+        let id = self.0.payload_type_id();
+        if id == TypeId::of::<Plain<A>>() || id == TypeId::of::<Serde<A>>() {
             return std::mem::replace(self, Value::unit()).downcast::<A>().ok();
         }
         None
@@ -190,18 +325,22 @@ impl Value {
 
     /// Stores the result in the call slot the arguments came in, or wraps it
     /// plainly if this value is not such a slot.
-    pub(crate) fn put_result<A: Any + Send, R: Any + Send>(self, result: R) -> Self {
+    pub(crate) fn put_result<A: Any + Send, R: Any + Send + Serialize>(self, result: R) -> Self {
         let mut this = self;
         if let Some(slot) = this.0.as_any_mut().downcast_mut::<Slot<A, R>>() {
             slot.state = State::Result(result);
             this
         } else {
-            Value::new(result)
+            Value::serializable(result)
         }
     }
 
     /// Takes the result of type `R` out, from a call slot or a plain value.
-    pub(crate) fn into_result<A: Any + Send, R: Any + Send>(self) -> Result<R, Self> {
+    pub(crate) fn into_result<A, R>(self) -> Result<R, Self>
+    where
+        A: Any + Send + Serialize,
+        R: Any + Send + Serialize + DeserializeOwned,
+    {
         if self.0.payload_type_id() == TypeId::of::<Slot<A, R>>() {
             let any = self.0.into_any();
             let Ok(slot) = any.downcast::<Slot<A, R>>() else {
@@ -214,6 +353,9 @@ impl Value {
                     cloner: slot.cloner,
                 }))),
             };
+        }
+        if let Some(bytes) = self.0.encoded() {
+            return postcard::from_bytes::<R>(bytes).map_err(|_| self);
         }
         self.downcast::<R>()
     }
@@ -266,6 +408,44 @@ mod tests {
         assert_eq!(v.take_args::<(u64, u64), u64>(), Some((4, 5)));
         let v = v.put_result::<(u64, u64), u64>(9);
         assert_eq!(v.into_result::<(u64, u64), u64>().ok(), Some(9));
+    }
+
+    #[test]
+    fn a_remote_call_encodes_its_arguments_once_and_decodes_on_arrival() {
+        // Caller: the stub's slot encodes its arguments for the frame.
+        let outgoing = Value::call::<(u64, String), u64>((7, "x".into()), None);
+        let mut wire = Vec::new();
+        outgoing.encode(&mut wire).unwrap();
+        // Callee: the arguments arrive as bytes; the skeleton decodes them.
+        let mut incoming = Value::encoded(Bytes::from(wire));
+        assert_eq!(incoming.as_encoded().map(Bytes::len), Some(3));
+        assert_eq!(
+            incoming.take_args::<(u64, String), u64>(),
+            Some((7, "x".to_string()))
+        );
+        let reply = incoming.put_result::<(u64, String), u64>(99);
+        let mut wire = Vec::new();
+        reply.encode(&mut wire).unwrap();
+        // Caller again: the reply arrives as bytes; the stub decodes it.
+        let back = Value::encoded(Bytes::from(wire));
+        assert_eq!(back.into_result::<(u64, String), u64>().ok(), Some(99));
+    }
+
+    #[test]
+    fn bytes_of_the_wrong_shape_are_refused_not_misread() {
+        let mut bad = Value::encoded(Bytes::from_static(&[0xff, 0xff]));
+        assert_eq!(bad.take_args::<(u64, u64), u64>(), None);
+        let bad = Value::encoded(Bytes::from_static(b""));
+        assert!(bad.into_result::<(u64, u64), u64>().is_err());
+        let e = Value::new(1_u8).encode(&mut Vec::new()).unwrap_err();
+        assert!(e.message().contains("Value::serializable"), "{e}");
+    }
+
+    #[test]
+    fn encoded_values_copy_cheaply_for_multicast() {
+        let v = Value::encoded(Bytes::from_static(&[1, 2]));
+        let copy = v.try_clone().expect("bytes copy");
+        assert_eq!(copy.as_encoded(), v.as_encoded());
     }
 
     #[test]
