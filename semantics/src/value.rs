@@ -203,6 +203,10 @@ impl Value {
     /// Wraps a plain value: a reply, a callee's error, or an argument tuple
     /// for a call made by hand with [`Ref::call`](crate::Ref::call).
     ///
+    /// Such a value stays in this node: [`encode`](Value::encode) refuses
+    /// it. Use [`serializable`](Value::serializable) for one that may
+    /// travel.
+    ///
     /// ```
     /// use tether_semantics::Value;
     /// let v = Value::new(7_u64);
