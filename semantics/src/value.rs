@@ -40,48 +40,23 @@ fn postcard_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Strin
     Ok(())
 }
 
-/// A plain value, such as a callee's error or a filter's own reply.
-struct Plain<T>(T);
+/// A plain value: a reply, a callee's error, a hand-made argument tuple.
+/// It can travel to another node only if it was given an encoder
+/// ([`Value::serializable`]).
+struct Plain<T> {
+    value: T,
+    encode: Option<Encoder<T>>,
+}
+
+/// Appends a value in postcard, or says why it cannot.
+type Encoder<T> = fn(&T, &mut Vec<u8>) -> Result<(), String>;
 
 impl<T: Any + Send> Payload for Plain<T> {
     fn args_any(&self) -> Option<&dyn Any> {
-        Some(&self.0)
+        Some(&self.value)
     }
     fn result_any(&self) -> Option<&dyn Any> {
-        Some(&self.0)
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-    fn try_clone(&self) -> Option<Value> {
-        None
-    }
-    fn type_name(&self) -> &'static str {
-        type_name::<T>()
-    }
-    fn payload_type_id(&self) -> TypeId {
-        TypeId::of::<Self>()
-    }
-    fn encode(&self, _: &mut Vec<u8>) -> Result<(), String> {
-        Err(format!(
-            "a {} made with Value::new cannot travel to another node (use Value::serializable)",
-            type_name::<T>()
-        ))
-    }
-}
-
-/// A plain value that can travel: a result or a callee's error.
-struct Serde<T>(T);
-
-impl<T: Any + Send + Serialize> Payload for Serde<T> {
-    fn args_any(&self) -> Option<&dyn Any> {
-        Some(&self.0)
-    }
-    fn result_any(&self) -> Option<&dyn Any> {
-        Some(&self.0)
+        Some(&self.value)
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
@@ -99,7 +74,13 @@ impl<T: Any + Send + Serialize> Payload for Serde<T> {
         TypeId::of::<Self>()
     }
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
-        postcard_into(&self.0, out)
+        match self.encode {
+            Some(encode) => encode(&self.value, out),
+            None => Err(format!(
+                "a {} made with Value::new cannot travel to another node (use Value::serializable)",
+                type_name::<T>()
+            )),
+        }
     }
 }
 
@@ -214,7 +195,10 @@ impl Value {
     /// assert_eq!(v.downcast::<u64>().ok(), Some(7));
     /// ```
     pub fn new<T: Any + Send>(value: T) -> Self {
-        Value(Box::new(Plain(value)))
+        Value(Box::new(Plain {
+            value,
+            encode: None,
+        }))
     }
 
     /// The unit value, the reply of a method that returns `()`.
@@ -224,7 +208,10 @@ impl Value {
 
     /// Wraps a plain value that can also travel to another node.
     pub fn serializable<T: Any + Send + Serialize>(value: T) -> Self {
-        Value(Box::new(Serde(value)))
+        Value(Box::new(Plain {
+            value,
+            encode: Some(postcard_into::<T>),
+        }))
     }
 
     /// A value that arrived from another node as postcard bytes; it is
@@ -267,16 +254,9 @@ impl Value {
 
     /// Takes the plain value out, if it is of type `T`.
     pub fn downcast<T: Any>(self) -> Result<T, Self> {
-        let id = self.0.payload_type_id();
-        if id == TypeId::of::<Plain<T>>() {
+        if self.0.payload_type_id() == TypeId::of::<Plain<T>>() {
             if let Ok(plain) = self.0.into_any().downcast::<Plain<T>>() {
-                return Ok(plain.0);
-            }
-            unreachable!("type id checked above")
-        }
-        if id == TypeId::of::<Serde<T>>() {
-            if let Ok(serde) = self.0.into_any().downcast::<Serde<T>>() {
-                return Ok(serde.0);
+                return Ok(plain.value);
             }
             unreachable!("type id checked above")
         }
@@ -320,8 +300,7 @@ impl Value {
             *self = Value::unit();
             return Some(args);
         }
-        let id = self.0.payload_type_id();
-        if id == TypeId::of::<Plain<A>>() || id == TypeId::of::<Serde<A>>() {
+        if self.0.payload_type_id() == TypeId::of::<Plain<A>>() {
             return std::mem::replace(self, Value::unit()).downcast::<A>().ok();
         }
         None
