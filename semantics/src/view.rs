@@ -347,18 +347,9 @@ where
     F: Future<Output = Result<Value, E>> + Send + 'static,
     E: Into<BoxError> + 'static,
 {
-    let mut future = Some(future);
-    if let Some(reply) = (&mut future as &mut dyn Any).downcast_mut::<Option<Reply>>() {
-        if let Some(reply) = reply.take() {
-            return reply;
-        }
-    }
-    match future {
-        Some(future) => {
-            Box::pin(async move { future.await.map_err(|e| Error::from_boxed(e.into())) })
-        }
-        None => Box::pin(async { Err(Error::new(ErrorKind::Internal, "reply taken twice")) }),
-    }
+    already_boxed::<F, Result<Value, Error>>(future).unwrap_or_else(|future| {
+        Box::pin(async move { future.await.map_err(|e| Error::from_boxed(e.into())) })
+    })
 }
 
 /// Boxes `future`, unless it already is a [`BoxFuture`]: then it is
@@ -381,16 +372,21 @@ where
     F: Future + Send + 'static,
     F::Output: 'static,
 {
-    let mut future = Some(future);
-    if let Some(boxed) =
-        (&mut future as &mut dyn Any).downcast_mut::<Option<BoxFuture<'static, F::Output>>>()
+    already_boxed::<F, F::Output>(future).unwrap_or_else(|future| Box::pin(future))
+}
+
+/// `future` as a `BoxFuture<'static, O>` if that is what it is (found at
+/// run time, without `unsafe`), else `future` back.
+fn already_boxed<F: 'static, O: 'static>(future: F) -> Result<BoxFuture<'static, O>, F> {
+    let mut slot = Some(future);
+    if let Some(boxed) = (&mut slot as &mut dyn Any).downcast_mut::<Option<BoxFuture<'static, O>>>()
     {
         if let Some(boxed) = boxed.take() {
-            return boxed;
+            return Ok(boxed);
         }
     }
-    match future {
-        Some(future) => Box::pin(future),
+    match slot {
+        Some(future) => Err(future),
         None => unreachable!("taken only when it was a BoxFuture"),
     }
 }
