@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use super::{FrameError, Tag, put, take};
+use super::{FrameError, Tag, put, put_then, take_then};
 
 /// The context a call carries on the wire.
 ///
@@ -56,36 +56,39 @@ pub struct Call {
     pub args: Bytes,
 }
 
+/// Where a call goes: the part [`Call`] and [`OnewayCall`] share.
 #[derive(Serialize, Deserialize)]
-struct CallHeader {
-    id: u64,
+struct Address {
     key: u32,
     #[serde(with = "super::fixed::u32le")]
     selector: u32,
     context: WireContext,
 }
 
+#[derive(Serialize, Deserialize)]
+struct CallHeader {
+    id: u64,
+    to: Address,
+}
+
 impl Call {
     pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
-        let header = CallHeader {
-            id: self.id,
+        let to = Address {
             key: self.key,
             selector: self.selector,
             context: self.context,
         };
-        put(tag, out, &header)?;
-        out.extend_from_slice(&self.args);
-        Ok(())
+        put_then(tag, out, &CallHeader { id: self.id, to }, &self.args)
     }
 
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
-        let (h, rest): (CallHeader, _) = take(tag, &body)?;
+        let (CallHeader { id, to }, args) = take_then(tag, &body)?;
         Ok(Call {
-            id: h.id,
-            key: h.key,
-            selector: h.selector,
-            context: h.context,
-            args: body.slice_ref(rest),
+            id,
+            key: to.key,
+            selector: to.selector,
+            context: to.context,
+            args,
         })
     }
 }
@@ -110,33 +113,23 @@ pub struct OnewayCall {
     pub args: Bytes,
 }
 
-#[derive(Serialize, Deserialize)]
-struct OnewayHeader {
-    key: u32,
-    #[serde(with = "super::fixed::u32le")]
-    selector: u32,
-    context: WireContext,
-}
-
 impl OnewayCall {
     pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
-        let header = OnewayHeader {
+        let to = Address {
             key: self.key,
             selector: self.selector,
             context: self.context,
         };
-        put(tag, out, &header)?;
-        out.extend_from_slice(&self.args);
-        Ok(())
+        put_then(tag, out, &to, &self.args)
     }
 
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
-        let (h, rest): (OnewayHeader, _) = take(tag, &body)?;
+        let (to, args): (Address, _) = take_then(tag, &body)?;
         Ok(OnewayCall {
-            key: h.key,
-            selector: h.selector,
-            context: h.context,
-            args: body.slice_ref(rest),
+            key: to.key,
+            selector: to.selector,
+            context: to.context,
+            args,
         })
     }
 }
@@ -215,9 +208,7 @@ impl Return {
                     id: self.id,
                     status: ReturnStatus::Ok,
                 };
-                put(tag, out, &header)?;
-                out.extend_from_slice(value);
-                Ok(())
+                put_then(tag, out, &header, value)
             }
             Outcome::Err(error) => {
                 let header = ReturnHeader {
@@ -230,9 +221,9 @@ impl Return {
     }
 
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
-        let (h, rest): (ReturnHeader, _) = take(tag, &body)?;
+        let (h, rest): (ReturnHeader, Bytes) = take_then(tag, &body)?;
         let outcome = match h.status {
-            ReturnStatus::Ok => Outcome::Ok(body.slice_ref(rest)),
+            ReturnStatus::Ok => Outcome::Ok(rest),
             ReturnStatus::Err(e) if rest.is_empty() => Outcome::Err(e),
             ReturnStatus::Err(_) => {
                 return Err(FrameError::Malformed {

@@ -269,6 +269,26 @@ fn take<T: DeserializeOwned>(tag: Tag, body: &[u8]) -> Result<(T, &[u8]), FrameE
     })
 }
 
+/// Appends `header`, postcard-encoded, then `rest` as it is: the layout of
+/// frames that end in rest-of-frame data.
+fn put_then<H: Serialize>(
+    tag: Tag,
+    out: &mut BytesMut,
+    header: &H,
+    rest: &[u8],
+) -> Result<(), FrameError> {
+    put(tag, out, header)?;
+    out.extend_from_slice(rest);
+    Ok(())
+}
+
+/// Reads a postcard header from the front of `body`, and the rest of the
+/// frame after it without copying.
+fn take_then<H: DeserializeOwned>(tag: Tag, body: &Bytes) -> Result<(H, Bytes), FrameError> {
+    let (header, rest) = take(tag, body)?;
+    Ok((header, body.slice_ref(rest)))
+}
+
 /// Reads a postcard value that must fill `body` exactly.
 fn whole<T: DeserializeOwned>(tag: Tag, body: &[u8]) -> Result<T, FrameError> {
     match take(tag, body)? {
