@@ -372,6 +372,7 @@ mod tests {
             .encode(&mut bytes)
             .unwrap();
         let e = Error::callee_failed(Value::encoded(bytes.into()), "withdraw");
+        assert!(e.kind() == ErrorKind::Failed);
         let typed: Error<String> = e.decode_callee();
         assert_eq!(typed.callee().map(String::as_str), Some("overdrawn"));
     }

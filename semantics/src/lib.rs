@@ -64,6 +64,7 @@ mod message;
 mod node;
 mod reference;
 mod selector;
+mod travel;
 mod value;
 mod view;
 
@@ -78,7 +79,7 @@ pub use error::{Detail, Error, ErrorKind};
 pub use interface::{Interface, InterfaceDescriptor, Method, MethodDescriptor, Param, Serve};
 pub use message::{Message, MethodPath, Target};
 pub use node::{Exposed, Node, NodeId, Object, ObjectId, ServiceObject, Skeleton};
-pub use reference::{Client, Delivery, Invoke, Ref};
+pub use reference::{Client, Delivery, Invoke, Ref, check_fingerprint};
 pub use selector::{Selector, selector_id};
 pub use value::Value;
 pub use view::{

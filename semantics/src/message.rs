@@ -124,6 +124,30 @@ impl Target {
         }))
     }
 
+    /// The target of a reference to an object on another node: the object
+    /// `object` of node `node`, seen through its view `view`. It has its
+    /// own per-object state, local to this node.
+    pub fn remote(
+        node: NodeId,
+        object: ObjectId,
+        view: &str,
+        interface: &'static InterfaceDescriptor,
+    ) -> Self {
+        Target(Arc::new(ViewSlot {
+            object: Arc::new(ObjectEntry {
+                node,
+                id: object,
+                type_name: "remote object",
+                state: ObjectState::default(),
+                object: None,
+            }),
+            name: view.into(),
+            interface,
+            current: arc_swap::ArcSwapOption::empty(),
+            all_sync: std::sync::atomic::AtomicBool::new(true),
+        }))
+    }
+
     /// The node that holds the object.
     pub fn node(&self) -> NodeId {
         self.0.object.node

@@ -26,6 +26,22 @@ pub use crate::{
 };
 pub use serde;
 
+/// Reads a typed stub that arrived as an argument or a result of a remote
+/// call; fails if the reference offers another interface.
+pub fn deserialize_client<'de, C, D>(deserializer: D) -> Result<C, D::Error>
+where
+    C: crate::Client,
+    D: serde::Deserializer<'de>,
+{
+    let reference = crate::travel::deserialize_ref(deserializer)?;
+    C::from_ref(reference).map_err(<D::Error as serde::de::Error>::custom)
+}
+
+/// Reads an untyped reference that arrived in a remote call's value.
+pub fn deserialize_ref<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Ref, D::Error> {
+    crate::travel::deserialize_ref(deserializer)
+}
+
 /// The stub's side of a method returning `R`.
 pub fn call<A, R>(
     target: &Ref,

@@ -58,6 +58,42 @@ pub trait Invoke: Send + Sync + 'static {
 
     /// What the target offers.
     fn describe(&self) -> Result<ViewDescriptor, Error>;
+
+    /// Checks that the target offers the interface `want` (a typed stub
+    /// for it is being made). By default compares fingerprints with
+    /// [`interface`](Invoke::interface); a remote reference, whose
+    /// interface is known only by fingerprint until a stub claims it,
+    /// checks that and then takes `want` as its interface.
+    fn conform(&self, want: &'static InterfaceDescriptor) -> Result<(), Error> {
+        let have = self.interface();
+        check_fingerprint(have.name(), have.fingerprint(), want)
+    }
+
+    /// The target as `Any`, for the code that made it to recognise its
+    /// own kind of target (a transport recognises its remote references).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+}
+
+/// Fails with [`ErrorKind::Incompatible`] unless `fingerprint` (of the
+/// interface `name` a target offers) is `want`'s.
+pub fn check_fingerprint(
+    name: &str,
+    fingerprint: u64,
+    want: &InterfaceDescriptor,
+) -> Result<(), Error> {
+    if fingerprint == want.fingerprint() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Incompatible,
+        format!(
+            "the reference offers {name} (fingerprint {fingerprint:016x}), the client expects {} ({:016x})",
+            want.name(),
+            want.fingerprint()
+        ),
+    ))
 }
 
 impl Ref {
@@ -84,6 +120,42 @@ impl Ref {
             Inner::Local(slot) => Target(Arc::clone(slot)),
             Inner::Custom(c) => c.target(),
         }
+    }
+
+    /// The custom target this reference points at, if it is not a local
+    /// view.
+    pub fn custom(&self) -> Option<&Arc<dyn Invoke>> {
+        match &self.0 {
+            Inner::Local(_) => None,
+            Inner::Custom(c) => Some(c),
+        }
+    }
+
+    /// Checks that the reference offers the interface `want`; fails with
+    /// [`ErrorKind::Incompatible`] if their fingerprints differ.
+    pub fn conform(&self, want: &'static InterfaceDescriptor) -> Result<(), Error> {
+        match &self.0 {
+            Inner::Local(slot) => {
+                check_fingerprint(slot.interface.name(), slot.interface.fingerprint(), want)
+            }
+            Inner::Custom(c) => c.conform(want),
+        }
+    }
+
+    /// Serves a call that arrived from another node: checks that the view
+    /// offers the method, then runs the message through the view's filters
+    /// into the object. The abstraction is not applied: how the caller
+    /// waits was decided on the caller's side, from the view's descriptor.
+    pub fn serve(
+        &self,
+        selector: Selector,
+        args: Value,
+        context: Context,
+    ) -> BoxFuture<'static, Result<Value, Error>> {
+        if let Err(e) = self.resolve(selector) {
+            return Box::pin(async move { Err(e) });
+        }
+        self.deliver(Message::new(self.target(), selector, args, context))
     }
 
     /// What the view offers now: its methods and their abstractions.
@@ -292,20 +364,7 @@ pub trait Client: Clone + Send + Sync + Sized + 'static {
     /// A stub for `reference`; fails with [`ErrorKind::Incompatible`] if
     /// the reference offers another interface (their fingerprints differ).
     fn from_ref(reference: Ref) -> Result<Self, Error> {
-        let want = Self::Interface::DESCRIPTOR;
-        let have = reference.interface();
-        if have.fingerprint() != want.fingerprint() {
-            return Err(Error::new(
-                ErrorKind::Incompatible,
-                format!(
-                    "the reference offers {} (fingerprint {:016x}), the client expects {} ({:016x})",
-                    have.name(),
-                    have.fingerprint(),
-                    want.name(),
-                    want.fingerprint()
-                ),
-            ));
-        }
+        reference.conform(Self::Interface::DESCRIPTOR)?;
         Ok(Self::from_ref_unchecked(reference))
     }
 

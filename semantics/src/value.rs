@@ -7,6 +7,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Ref;
+
 /// An argument tuple or a result, type-erased but not serialized.
 ///
 /// Inside one node a call's arguments travel as the typed Rust values the
@@ -28,10 +30,22 @@ trait Payload: Any + Send {
     /// Appends the value (a call slot: its arguments or its result) in
     /// postcard, as it travels to another node.
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>;
-    /// The bytes, for a value that arrived encoded.
-    fn encoded(&self) -> Option<&Bytes> {
+    /// The bytes and the references they index, for a value that arrived
+    /// encoded.
+    fn encoded(&self) -> Option<(&Bytes, &[Ref])> {
         None
     }
+}
+
+/// Decodes a `T` that must fill `bytes` exactly: postcard is not
+/// self-describing, so leftover bytes are the sign of a value of another
+/// type that happened to decode.
+fn decode_exact<T: DeserializeOwned>(bytes: &[u8], refs: &[Ref]) -> Result<T, String> {
+    crate::travel::resolving(refs, || match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(format!("{} bytes left over", rest.len())),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 fn postcard_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
@@ -86,8 +100,11 @@ impl<T: Any + Send> Payload for Plain<T> {
 
 /// A value as it arrived from another node: postcard bytes, decoded when
 /// its type is known (by the skeleton for arguments, by the stub for a
-/// result).
-struct Encoded(Bytes);
+/// result), and the references the bytes index (see [`crate::travel`]).
+struct Encoded {
+    bytes: Bytes,
+    refs: Vec<Ref>,
+}
 
 impl Payload for Encoded {
     fn args_any(&self) -> Option<&dyn Any> {
@@ -103,7 +120,10 @@ impl Payload for Encoded {
         self
     }
     fn try_clone(&self) -> Option<Value> {
-        Some(Value(Box::new(Encoded(self.0.clone()))))
+        Some(Value(Box::new(Encoded {
+            bytes: self.bytes.clone(),
+            refs: self.refs.clone(),
+        })))
     }
     fn type_name(&self) -> &'static str {
         "encoded bytes"
@@ -112,11 +132,11 @@ impl Payload for Encoded {
         TypeId::of::<Self>()
     }
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
-        out.extend_from_slice(&self.0);
+        out.extend_from_slice(&self.bytes);
         Ok(())
     }
-    fn encoded(&self) -> Option<&Bytes> {
-        Some(&self.0)
+    fn encoded(&self) -> Option<(&Bytes, &[Ref])> {
+        Some((&self.bytes, &self.refs))
     }
 }
 
@@ -217,21 +237,57 @@ impl Value {
     /// A value that arrived from another node as postcard bytes; it is
     /// decoded when its type is known.
     pub fn encoded(bytes: Bytes) -> Self {
-        Value(Box::new(Encoded(bytes)))
+        Self::encoded_with(bytes, Vec::new())
+    }
+
+    /// A value that arrived from another node as postcard bytes, with the
+    /// references those bytes index (see [`Value::encode`]).
+    pub fn encoded_with(bytes: Bytes, refs: Vec<Ref>) -> Self {
+        Value(Box::new(Encoded { bytes, refs }))
     }
 
     /// The bytes, if this value arrived encoded.
     pub fn as_encoded(&self) -> Option<&Bytes> {
-        self.0.encoded()
+        self.0.encoded().map(|(bytes, _)| bytes)
     }
 
     /// Appends this value in postcard, as it travels to another node: a
     /// call's arguments before the call, its result after it. This is the
     /// one encoding a remote call makes of its arguments.
-    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), crate::Error> {
-        self.0
-            .encode(out)
-            .map_err(|e| crate::Error::new(crate::ErrorKind::Internal, e))
+    ///
+    /// References inside the value (typed stubs passed as arguments or
+    /// returned) are not bytes: each is written as its index in the list
+    /// this returns, and travels beside the bytes as the transport sees
+    /// fit. The list is empty for values without references.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<Vec<Ref>, crate::Error> {
+        let internal = |e| crate::Error::new(crate::ErrorKind::Internal, e);
+        if let Some((_, refs)) = self.0.encoded() {
+            self.0.encode(out).map_err(internal)?;
+            return Ok(refs.to_vec());
+        }
+        let (encoded, refs) = crate::travel::collecting(|| self.0.encode(out));
+        encoded.map_err(internal)?;
+        Ok(refs)
+    }
+
+    /// Takes out the value as a `T`: a plain value of that type, or one
+    /// that arrived encoded and decodes as one. For hand-written services.
+    pub fn decode<T: Any + DeserializeOwned>(self) -> Result<T, crate::Error> {
+        if let Some((bytes, refs)) = self.0.encoded() {
+            return decode_exact::<T>(bytes, refs).map_err(|e| {
+                crate::Error::new(
+                    crate::ErrorKind::BadArguments,
+                    format!("the bytes are not a {}: {e}", type_name::<T>()),
+                )
+            });
+        }
+        let held = self.type_name();
+        self.downcast::<T>().map_err(|_| {
+            crate::Error::new(
+                crate::ErrorKind::BadArguments,
+                format!("expected a {}, got {held}", type_name::<T>()),
+            )
+        })
     }
 
     /// The name of the type held, for logs and errors.
@@ -295,8 +351,8 @@ impl Value {
                 }
             };
         }
-        if let Some(bytes) = self.0.encoded() {
-            let args = postcard::from_bytes::<A>(bytes).ok()?;
+        if let Some((bytes, refs)) = self.0.encoded() {
+            let args = decode_exact::<A>(bytes, refs).ok()?;
             *self = Value::unit();
             return Some(args);
         }
@@ -337,8 +393,8 @@ impl Value {
                 }))),
             };
         }
-        if let Some(bytes) = self.0.encoded() {
-            return postcard::from_bytes::<R>(bytes).map_err(|_| self);
+        if let Some((bytes, refs)) = self.0.encoded() {
+            return decode_exact::<R>(bytes, refs).map_err(|_| self);
         }
         self.downcast::<R>()
     }

@@ -275,6 +275,25 @@ fn client(spec: &Spec) -> TokenStream {
             }
         }
 
+        // A stub travels by reference: as an argument or a result of a
+        // remote call it arrives as a working stub for the same view.
+        impl #rt::serde::Serialize for #client {
+            fn serialize<S: #rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> ::core::result::Result<S::Ok, S::Error> {
+                #rt::serde::Serialize::serialize(&self.reference, serializer)
+            }
+        }
+
+        impl<'de> #rt::serde::Deserialize<'de> for #client {
+            fn deserialize<D: #rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> ::core::result::Result<Self, D::Error> {
+                #rt::deserialize_client::<Self, D>(deserializer)
+            }
+        }
+
         impl #client {
             #(#methods)*
         }

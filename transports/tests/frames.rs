@@ -48,6 +48,7 @@ fn every_frame_round_trips() {
         key: 2,
         selector: 0xdead_beef,
         context: context(),
+        refs: Vec::new(),
         args: Bytes::from_static(b"\x01\x02"),
     }));
     round_trip(Frame::Call(Call {
@@ -55,18 +56,20 @@ fn every_frame_round_trips() {
         key: 0,
         selector: 0,
         context: WireContext::default(),
+        refs: Vec::new(),
         args: Bytes::new(),
     }));
     round_trip(Frame::Oneway(OnewayCall {
         key: 9,
         selector: 3,
         context: context(),
+        refs: Vec::new(),
         args: Bytes::from_static(b"x"),
     }));
     round_trip(Frame::Cancel(Cancel { id: u64::MAX }));
     round_trip(Frame::Return(Return {
         id: 5,
-        outcome: Outcome::Ok(Bytes::from_static(b"\x2a")),
+        outcome: Outcome::Ok(Vec::new(), Bytes::from_static(b"\x2a")),
     }));
     round_trip(Frame::Return(Return {
         id: 6,
@@ -110,6 +113,7 @@ fn a_call_has_the_layout_protocol_md_draws() {
             deadline_ms: Some(2),
             trace: None,
         },
+        refs: Vec::new(),
         args: Bytes::from_static(&[0xaa, 0xbb]),
     });
     let expected: &[u8] = &[
@@ -121,14 +125,19 @@ fn a_call_has_the_layout_protocol_md_draws() {
         0x00, // no transaction
         0x01, 0x02, // deadline: some, 2 ms
         0x00, // no trace
+        0x00, // no references
         0xaa, 0xbb, // the arguments: the rest of the frame
     ];
     assert_eq!(&encode(&call)[..], expected);
     let ok = Frame::Return(Return {
         id: 300,
-        outcome: Outcome::Ok(Bytes::from_static(&[0x2a])),
+        outcome: Outcome::Ok(Vec::new(), Bytes::from_static(&[0x2a])),
     });
-    assert_eq!(&encode(&ok)[..], &[0x06, 0, 0, 0, 0xac, 0x02, 0x00, 0x2a]);
+    assert_eq!(
+        &encode(&ok)[..],
+        &[0x06, 0, 0, 0, 0xac, 0x02, 0x00, 0x00, 0x2a],
+        "tag, id, ok, no references, the value"
+    );
 }
 
 #[test]
@@ -138,6 +147,7 @@ fn arguments_are_not_copied_on_decode() {
         key: 1,
         selector: 1,
         context: WireContext::default(),
+        refs: Vec::new(),
         args: Bytes::from(vec![7; 1000]),
     });
     let bytes = encode(&call);
@@ -258,19 +268,27 @@ proptest! {
         id in any::<u64>(), key in any::<u32>(), selector in any::<u32>(),
         chain in any::<u64>(), tx in any::<Option<u64>>(), deadline in any::<Option<u64>>(), trace in any::<Option<u128>>(),
         args in proptest::collection::vec(any::<u8>(), 0..128),
+        refs in proptest::collection::vec((any::<bool>(), any::<u32>(), any::<u64>()), 0..4),
     ) {
+        let refs = refs.into_iter().map(|(home, key, fingerprint)| if home {
+            WireRef::Receiver { key }
+        } else {
+            WireRef::Sender { key, fingerprint }
+        }).collect();
         let frame = Frame::Call(Call {
             id, key, selector,
             context: WireContext { chain, transaction: tx, deadline_ms: deadline, trace },
+            refs,
             args: Bytes::from(args),
         });
         prop_assert_eq!(Frame::decode(encode(&frame), &Limits::default()).unwrap(), frame);
     }
 
     #[test]
-    fn returns_round_trip(id in any::<u64>(), ok in any::<bool>(), data in proptest::collection::vec(any::<u8>(), 0..64), message in ".{0,20}") {
+    fn returns_round_trip(id in any::<u64>(), ok in any::<bool>(), data in proptest::collection::vec(any::<u8>(), 0..64), message in ".{0,20}", key in any::<u32>()) {
+        let refs = vec![WireRef::Receiver { key }];
         let outcome = if ok {
-            Outcome::Ok(Bytes::from(data))
+            Outcome::Ok(refs.clone(), Bytes::from(data))
         } else {
             Outcome::Err(WireError { kind: 7, message, callee: Some(data) })
         };

@@ -32,6 +32,33 @@ pub struct WireContext {
     pub trace: Option<u128>,
 }
 
+/// A reference inside a frame's arguments or value: one entry of the
+/// frame's reference table. The encoded value holds, where the reference
+/// is, its index in this table (a varint).
+///
+/// ```text
+/// WireRef = varint 0, key: varint u32, fingerprint: u64 LE   the sender's export
+///         | varint 1, key: varint u32                        the receiver's own export, coming home
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireRef {
+    /// An export in the *sender's* table for this connection; the receiver
+    /// counts it as one more reference it holds.
+    Sender {
+        /// The key in the sender's table.
+        key: u32,
+        /// The fingerprint of the interface the export offers.
+        #[serde(with = "super::fixed::u64le")]
+        fingerprint: u64,
+    },
+    /// An export in the *receiver's* table, sent back to it: it arrives as
+    /// the receiver's original object.
+    Receiver {
+        /// The key in the receiver's table.
+        key: u32,
+    },
+}
+
 /// A call that wants a reply.
 ///
 /// ```text
@@ -39,6 +66,7 @@ pub struct WireContext {
 ///        key: varint u32         the export, in the receiver's table
 ///        selector: u32 (4 bytes, little endian)
 ///        context: WireContext
+///        refs: sequence<WireRef> the references the arguments hold
 ///        args: the rest of the frame (the argument tuple, postcard)
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +80,8 @@ pub struct Call {
     pub selector: u32,
     /// The call's context.
     pub context: WireContext,
+    /// The references the arguments hold.
+    pub refs: Vec<WireRef>,
     /// The encoded argument tuple.
     pub args: Bytes,
 }
@@ -63,6 +93,7 @@ struct Address {
     #[serde(with = "super::fixed::u32le")]
     selector: u32,
     context: WireContext,
+    refs: Vec<WireRef>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,6 +108,7 @@ impl Call {
             key: self.key,
             selector: self.selector,
             context: self.context,
+            refs: self.refs.clone(),
         };
         put_then(tag, out, &CallHeader { id: self.id, to }, &self.args)
     }
@@ -88,6 +120,7 @@ impl Call {
             key: to.key,
             selector: to.selector,
             context: to.context,
+            refs: to.refs,
             args,
         })
     }
@@ -99,6 +132,7 @@ impl Call {
 /// body = key: varint u32
 ///        selector: u32 (4 bytes, little endian)
 ///        context: WireContext
+///        refs: sequence<WireRef>
 ///        args: the rest of the frame
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +143,8 @@ pub struct OnewayCall {
     pub selector: u32,
     /// The call's context.
     pub context: WireContext,
+    /// The references the arguments hold.
+    pub refs: Vec<WireRef>,
     /// The encoded argument tuple.
     pub args: Bytes,
 }
@@ -119,6 +155,7 @@ impl OnewayCall {
             key: self.key,
             selector: self.selector,
             context: self.context,
+            refs: self.refs.clone(),
         };
         put_then(tag, out, &to, &self.args)
     }
@@ -129,6 +166,7 @@ impl OnewayCall {
             key: to.key,
             selector: to.selector,
             context: to.context,
+            refs: to.refs,
             args,
         })
     }
@@ -150,7 +188,8 @@ pub struct Cancel {
 ///
 /// ```text
 /// body = id: varint u64
-///        outcome: varint 0 = ok, then the value: the rest of the frame
+///        outcome: varint 0 = ok, then refs: sequence<WireRef>,
+///                            then the value: the rest of the frame
 ///               | varint 1 = error, then WireError (nothing may follow)
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,8 +203,8 @@ pub struct Return {
 /// How a call ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The encoded result.
-    Ok(Bytes),
+    /// The references the result holds, and the encoded result.
+    Ok(Vec<WireRef>, Bytes),
     /// The error.
     Err(WireError),
 }
@@ -190,7 +229,7 @@ pub struct WireError {
 
 #[derive(Serialize, Deserialize)]
 enum ReturnStatus {
-    Ok,
+    Ok(Vec<WireRef>),
     Err(WireError),
 }
 
@@ -203,10 +242,10 @@ struct ReturnHeader {
 impl Return {
     pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
         match &self.outcome {
-            Outcome::Ok(value) => {
+            Outcome::Ok(refs, value) => {
                 let header = ReturnHeader {
                     id: self.id,
-                    status: ReturnStatus::Ok,
+                    status: ReturnStatus::Ok(refs.clone()),
                 };
                 put_then(tag, out, &header, value)
             }
@@ -223,7 +262,7 @@ impl Return {
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
         let (h, rest): (ReturnHeader, Bytes) = take_then(tag, &body)?;
         let outcome = match h.status {
-            ReturnStatus::Ok => Outcome::Ok(rest),
+            ReturnStatus::Ok(refs) => Outcome::Ok(refs, rest),
             ReturnStatus::Err(e) if rest.is_empty() => Outcome::Err(e),
             ReturnStatus::Err(_) => {
                 return Err(FrameError::Malformed {

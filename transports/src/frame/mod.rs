@@ -48,7 +48,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use call::{Call, Cancel, OnewayCall, Outcome, Return, WireContext, WireError};
+pub use call::{Call, Cancel, OnewayCall, Outcome, Return, WireContext, WireError, WireRef};
 pub use codes::{abstraction_code, abstraction_from_code, error_code, error_from_code};
 pub use describe::{Describe, Description, WireMethod, WireView};
 pub use hello::{Credentials, Goodbye, Hello, VERSION};

@@ -1,0 +1,901 @@
+//! The async driver of a session: one per connection, whatever the carrier.
+//!
+//! A carrier hands the driver a stream of incoming frames and a sink for
+//! outgoing ones; the driver runs two tasks (a reader, which feeds the
+//! [`Session`] and acts on its events, and a writer, which drains the
+//! session's frames into the sink) and gives the user a [`Peer`]. Every
+//! incoming call runs in its own task. Remote references are [`Proxy`]
+//! targets behind ordinary [`Ref`]s.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+use tether_abstractions::{FutureCall, Oneway};
+use tether_semantics::{
+    Abstraction, AbstractionKind, BoxFuture, ChainId, Client, Context, Error, ErrorKind, Interface,
+    InterfaceDescriptor, Invoke, Message, MethodDescriptor, MethodView, Node, NodeId, ObjectId,
+    Param, Principal, Ref, Selector, Target, TraceId, TransactionId, Value, View, ViewDescriptor,
+};
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::AbortHandle;
+
+use crate::frame::{Credentials, WireContext, WireView, abstraction_from_code};
+use crate::session::{Answer, Event, Incoming, IncomingCall, Outgoing, Session, SessionConfig};
+pub use crate::session::{Closed, Tables};
+
+/// Incoming frames, as a carrier delivers them.
+pub type FrameStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+/// Outgoing frames, as a carrier takes them.
+pub type FrameSink = Pin<Box<dyn Sink<Bytes, Error = io::Error> + Send>>;
+
+/// Checks the credentials a peer sends in its Hello and says who it is.
+///
+/// `Ok(None)` admits the peer anonymously; `Err` refuses the connection
+/// (the peer gets a Goodbye saying why).
+pub trait Authenticator: Send + Sync + 'static {
+    /// The principal the credentials prove, if any.
+    fn authenticate(&self, credentials: Option<&Credentials>) -> Result<Option<Principal>, String>;
+}
+
+impl<F> Authenticator for F
+where
+    F: Fn(Option<&Credentials>) -> Result<Option<Principal>, String> + Send + Sync + 'static,
+{
+    fn authenticate(&self, credentials: Option<&Credentials>) -> Result<Option<Principal>, String> {
+        self(credentials)
+    }
+}
+
+/// How a connection is set up. The defaults suit most uses.
+#[derive(Clone, Default)]
+pub struct Config {
+    session: SessionConfig,
+    authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("session", &self.session)
+            .field("authenticator", &self.authenticator.is_some())
+            .finish()
+    }
+}
+
+impl Config {
+    /// The defaults: 16 MiB frames, 1024 calls in flight, 10 s for the
+    /// peer's Hello, 64 MiB of unsent frames, anonymous peers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sends `credentials` in this side's Hello.
+    pub fn credentials(mut self, principal: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.session.credentials = Some(Credentials {
+            principal: principal.into(),
+            secret: secret.into(),
+        });
+        self
+    }
+    /// Checks the peer's credentials with `authenticator`; the principal it
+    /// returns is in the context of every call the peer makes.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+    /// The largest frame this side accepts, in bytes.
+    pub fn max_frame(mut self, bytes: u32) -> Self {
+        self.session.max_frame = bytes;
+        self
+    }
+    /// How many of the peer's calls run at once; more get `overloaded`.
+    pub fn max_in_flight(mut self, calls: u32) -> Self {
+        self.session.max_in_flight = calls;
+        self
+    }
+    /// How many bytes of frames may wait for a peer that does not read
+    /// before the connection is closed.
+    pub fn max_unsent(mut self, bytes: usize) -> Self {
+        self.session.max_unsent = bytes;
+        self
+    }
+    /// How long the peer has to send its Hello.
+    pub fn hello_timeout(mut self, timeout: Duration) -> Self {
+        self.session.hello_timeout = timeout;
+        self
+    }
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.session.max_frame as usize
+    }
+}
+
+/// What the user's side knows of a connection's state.
+#[derive(Clone, Debug)]
+enum Status {
+    Opening,
+    Open,
+    Closed(Closed),
+}
+
+/// One end of a connection to another node.
+///
+/// Cheap to clone; clones share the connection. The connection lives
+/// until either side closes it or the carrier fails; then every pending
+/// call fails with `disconnected`, and so does every later call through
+/// its references.
+#[derive(Clone)]
+pub struct Peer {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    core: Mutex<Core>,
+    node: Node,
+    status: watch::Sender<Status>,
+    wake_writer: Notify,
+    wake_reader: Notify,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    /// Called once when the connection closes: lets a carrier close what
+    /// it holds (a QUIC connection).
+    on_close: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+struct Core {
+    session: Session,
+    peer_node: Option<NodeId>,
+    principal: Option<Principal>,
+    bootstrap: Option<Ref>,
+    proxies: HashMap<u32, (u64, Weak<Proxy>)>,
+    pending: HashMap<u64, oneshot::Sender<Result<Value, Error>>>,
+    describing: HashMap<u64, Weak<Proxy>>,
+    running: HashMap<u64, AbortHandle>,
+    /// What must not be dropped while the lock is held (it may hold the
+    /// last reference to a proxy, whose drop takes the lock).
+    garbage: Vec<Box<dyn Any + Send>>,
+}
+
+impl Peer {
+    /// Runs a connection over `stream` and `sink` for `node`: spawns its
+    /// reader and writer tasks on the current tokio runtime.
+    pub fn spawn(node: &Node, config: Config, stream: FrameStream, sink: FrameSink) -> Peer {
+        Self::spawn_with(node, config, stream, sink, None)
+    }
+
+    pub(crate) fn spawn_with(
+        node: &Node,
+        config: Config,
+        stream: FrameStream,
+        sink: FrameSink,
+        on_close: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Peer {
+        let mut session_config = config.session.clone();
+        session_config.node = node.id().0;
+        let registry = registry(node);
+        let session = Session::new(session_config, Some(registry), Instant::now());
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core {
+                session,
+                peer_node: None,
+                principal: None,
+                bootstrap: None,
+                proxies: HashMap::new(),
+                pending: HashMap::new(),
+                describing: HashMap::new(),
+                running: HashMap::new(),
+                garbage: Vec::new(),
+            }),
+            node: node.clone(),
+            status: watch::Sender::new(Status::Opening),
+            wake_writer: Notify::new(),
+            wake_reader: Notify::new(),
+            authenticator: config.authenticator,
+            on_close: Mutex::new(on_close),
+        });
+        tokio::spawn(read_loop(Arc::clone(&shared), stream));
+        tokio::spawn(write_loop(Arc::clone(&shared), sink));
+        shared.wake_writer.notify_one();
+        Peer { shared }
+    }
+
+    /// Waits until the peer's Hello has arrived (and was accepted).
+    pub async fn opened(&self) -> Result<(), Error> {
+        let mut status = self.shared.status.subscribe();
+        let status = status
+            .wait_for(|s| !matches!(s, Status::Opening))
+            .await
+            .map_err(|_| disconnected("the connection's driver stopped"))?;
+        match &*status {
+            Status::Closed(c) => Err(disconnected(&c.reason)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A typed client for the reference the peer publishes under `name`
+    /// (with [`Node::publish`]). Fails with `unknown object` if nothing is
+    /// published there, and with `incompatible` if it offers another
+    /// interface than `C`'s.
+    pub async fn lookup<C: Client>(&self, name: &str) -> Result<C, Error> {
+        let registry = self.bootstrap().await?;
+        let reply = registry
+            .call(
+                LOOKUP,
+                Value::serializable((name.to_string(),)),
+                Context::for_call(),
+            )
+            .await?;
+        let AnyRef(reference) = reply.decode::<AnyRef>()?;
+        let client = C::from_ref(reference)?;
+        if let Some(proxy) = proxy_of(client.reference()) {
+            proxy.described().await?;
+        }
+        Ok(client)
+    }
+
+    /// The reference to the peer's registry (its bootstrap object), once
+    /// the connection is open.
+    pub async fn bootstrap(&self) -> Result<Ref, Error> {
+        self.opened().await?;
+        self.shared
+            .lock()
+            .bootstrap
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::UnknownObject, "the peer offers no bootstrap"))
+    }
+
+    /// The sizes of the connection's tables.
+    pub fn tables(&self) -> Tables {
+        self.shared.lock().session.tables()
+    }
+
+    /// The peer's node id, once its Hello has arrived.
+    pub fn peer_node(&self) -> Option<NodeId> {
+        self.shared.lock().peer_node
+    }
+
+    /// Who the peer authenticated as on this side (`None`: anonymous).
+    pub fn principal(&self) -> Option<Principal> {
+        self.shared.lock().principal.clone()
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(*self.shared.status.borrow(), Status::Closed(_))
+    }
+
+    /// Waits until the connection closes, and says why.
+    pub async fn closed(&self) -> Closed {
+        let mut status = self.shared.status.subscribe();
+        let closed = status
+            .wait_for(|s| matches!(s, Status::Closed(_)))
+            .await
+            .ok()
+            .and_then(|s| match &*s {
+                Status::Closed(c) => Some(c.clone()),
+                _ => None,
+            });
+        closed.unwrap_or_else(|| Closed {
+            reason: "the connection's driver stopped".into(),
+            by_us: true,
+        })
+    }
+
+    /// Closes the connection: says goodbye to the peer, fails every call
+    /// still pending on it, and waits until it is closed.
+    pub async fn close(&self) {
+        self.shared
+            .with(|core| core.session.close("closed by the application".into()));
+        self.closed().await;
+    }
+
+    /// Drops the connection without a goodbye, as a failing network would.
+    /// For tests of what the peer sees.
+    pub fn abort(&self) {
+        self.shared.with(|core| {
+            core.session
+                .carrier_lost("aborted by the application".into())
+        });
+    }
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("node", &self.shared.node.id())
+            .field("peer", &self.peer_node())
+            .field("tables", &self.tables())
+            .field("status", &*self.shared.status.borrow())
+            .finish()
+    }
+}
+
+fn disconnected(reason: &str) -> Error {
+    Error::new(
+        ErrorKind::Disconnected,
+        format!("the connection is closed: {reason}"),
+    )
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the session, acts on the events it caused, and wakes
+    /// the writer.
+    fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
+        let (out, garbage, closed) = {
+            let mut core = self.lock();
+            let out = f(&mut core);
+            let mut closed = None;
+            while let Some(event) = core.session.poll_event() {
+                if let Some(c) = self.act(&mut core, event) {
+                    closed = Some(c);
+                }
+            }
+            (out, std::mem::take(&mut core.garbage), closed)
+        };
+        drop(garbage);
+        self.wake_writer.notify_one();
+        if let Some(closed) = closed {
+            if let Some(on_close) = self
+                .on_close
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                on_close();
+            }
+            self.status.send_replace(Status::Closed(closed));
+            self.wake_reader.notify_one();
+        }
+        out
+    }
+
+    fn act(self: &Arc<Self>, core: &mut Core, event: Event) -> Option<Closed> {
+        match event {
+            Event::Opened(hello) => {
+                let principal = match &self.authenticator {
+                    None => Ok(None),
+                    Some(a) => a.authenticate(hello.credentials.as_ref()),
+                };
+                match principal {
+                    Ok(principal) => {
+                        core.principal = principal;
+                        core.peer_node = Some(NodeId(hello.node));
+                        core.bootstrap = hello.bootstrap.map(|key| {
+                            let proxy = Proxy::new(self, key, None, REGISTRY.fingerprint());
+                            let _ = proxy.interface.set(REGISTRY);
+                            Ref::from_invoke(proxy)
+                        });
+                        self.status.send_replace(Status::Open);
+                    }
+                    Err(why) => core.session.close(format!("authentication failed: {why}")),
+                }
+            }
+            Event::Call(call) => self.run_call(core, call),
+            Event::Cancel(id) => {
+                if let Some(task) = core.running.remove(&id) {
+                    task.abort();
+                }
+            }
+            Event::Answer(id, answer) => {
+                if let Some(proxy) = core.describing.remove(&id) {
+                    if let (Some(proxy), Answer::Description(view)) = (proxy.upgrade(), answer) {
+                        proxy.set_view(view);
+                        core.garbage.push(Box::new(proxy));
+                    }
+                } else if let Some(tx) = core.pending.remove(&id) {
+                    let result = match answer {
+                        Answer::Value(refs, bytes) => {
+                            let refs = self.import_all(core, refs);
+                            Ok(Value::encoded_with(bytes, refs))
+                        }
+                        Answer::Error(e) => Err(e),
+                        Answer::Description(_) => Err(Error::new(
+                            ErrorKind::Internal,
+                            "a description answered a call",
+                        )),
+                    };
+                    if let Err(unwanted) = tx.send(result) {
+                        core.garbage.push(Box::new(unwanted));
+                    }
+                }
+            }
+            Event::Extension(tag, body) => {
+                tracing::debug!(?tag, len = body.len(), "ignoring an extension frame");
+            }
+            Event::Closed(closed) => {
+                tracing::debug!(node = %self.node.id(), reason = %closed.reason, "connection closed");
+                core.garbage.extend(
+                    core.pending
+                        .drain()
+                        .map(|p| Box::new(p) as Box<dyn Any + Send>),
+                );
+                for (_, task) in core.running.drain() {
+                    task.abort();
+                }
+                core.describing.clear();
+                let bootstrap = core.bootstrap.take();
+                core.garbage.push(Box::new(bootstrap));
+                return Some(closed);
+            }
+        }
+        None
+    }
+
+    fn run_call(self: &Arc<Self>, core: &mut Core, call: IncomingCall) {
+        let IncomingCall {
+            id,
+            target,
+            selector,
+            context,
+            refs,
+            args,
+        } = call;
+        let refs = self.import_all(core, refs);
+        let args = Value::encoded_with(args, refs);
+        let context = wire_to_context(&context, core.principal.clone());
+        let reply = match target.interface().method(selector) {
+            Some(m) => target.serve(m.selector(), args, context),
+            None => {
+                let e = Error::new(
+                    ErrorKind::UnknownMethod,
+                    format!(
+                        "{} has no method with selector {selector:08x}",
+                        target.interface().name()
+                    ),
+                );
+                core.garbage.push(Box::new(args));
+                Box::pin(async move { Err(e) })
+            }
+        };
+        let shared = Arc::clone(self);
+        match id {
+            Some(id) => {
+                let task = tokio::spawn(async move {
+                    let result = reply.await;
+                    shared.answer(id, result);
+                });
+                core.running.insert(id, task.abort_handle());
+            }
+            None => {
+                let method = format!("{}#{selector:08x}", target.interface().name());
+                tokio::spawn(async move {
+                    if let Err(error) = reply.await {
+                        tracing::warn!(%method, %error, "oneway call from a peer failed");
+                    }
+                    drop(shared);
+                });
+            }
+        }
+    }
+
+    fn answer(self: &Arc<Self>, id: u64, result: Result<Value, Error>) {
+        let encoded = result.and_then(|value| {
+            let mut bytes = Vec::new();
+            let refs = value.encode(&mut bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::Failed,
+                    format!("the result cannot travel: {}", e.message()),
+                )
+            })?;
+            Ok((refs, Bytes::from(bytes)))
+        });
+        self.with(|core| {
+            core.running.remove(&id);
+            let encoded = encoded.map(|(refs, bytes)| (self.classify(refs), bytes));
+            core.session.answer(id, encoded);
+        });
+    }
+
+    /// Turns the references a frame carried into `Ref`s: this side's own
+    /// objects as they are, the peer's as proxies (one per export, so the
+    /// same export arrives as equal references).
+    fn import_all(self: &Arc<Self>, core: &mut Core, refs: Vec<Incoming>) -> Vec<Ref> {
+        refs.into_iter()
+            .map(|r| match r {
+                Incoming::Local(r) => r,
+                Incoming::Import { key, fingerprint } => {
+                    let live = core.proxies.get(&key).and_then(|(_, weak)| weak.upgrade());
+                    let generation = core.session.import(key, live.is_some());
+                    let proxy = live.unwrap_or_else(|| {
+                        let proxy = Proxy::new(self, key, Some(generation), fingerprint);
+                        core.proxies
+                            .insert(key, (generation, Arc::downgrade(&proxy)));
+                        // Learn the view's abstractions before the first call.
+                        if let Ok(id) = core.session.describe(key) {
+                            core.describing.insert(id, Arc::downgrade(&proxy));
+                        }
+                        proxy
+                    });
+                    Ref::from_invoke(proxy)
+                }
+            })
+            .collect()
+    }
+
+    /// How each reference in an outgoing value travels: the peer's own
+    /// objects go home by key; everything else is exported.
+    fn classify(self: &Arc<Self>, refs: Vec<Ref>) -> Vec<Outgoing> {
+        refs.into_iter()
+            .map(|r| match proxy_of(&r) {
+                Some(p) if Arc::ptr_eq(&p.shared, self) => Outgoing::Home(p.key),
+                _ => Outgoing::Export(r),
+            })
+            .collect()
+    }
+}
+
+fn proxy_of(r: &Ref) -> Option<&Proxy> {
+    r.custom()?.as_any()?.downcast_ref::<Proxy>()
+}
+
+async fn read_loop(shared: Arc<Shared>, mut stream: FrameStream) {
+    loop {
+        if shared.lock().session.is_closed() {
+            break;
+        }
+        let timeout = shared.lock().session.poll_timeout();
+        let sleep = async {
+            match timeout {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(bytes)) => shared.with(|core| core.session.receive(bytes, Instant::now())),
+                Some(Err(e)) => shared.with(|core| core.session.carrier_lost(format!("the carrier failed: {e}"))),
+                None => shared.with(|core| core.session.carrier_lost("the peer closed the connection".into())),
+            },
+            () = sleep => shared.with(|core| core.session.handle_timeout(Instant::now())),
+            () = shared.wake_reader.notified() => {}
+        }
+    }
+}
+
+async fn write_loop(shared: Arc<Shared>, mut sink: FrameSink) {
+    let mut status = shared.status.subscribe();
+    loop {
+        let (batch, closed) = {
+            let mut core = shared.lock();
+            let batch: Vec<Bytes> = std::iter::from_fn(|| core.session.poll_transmit()).collect();
+            (batch, core.session.is_closed())
+        };
+        let write = async {
+            for frame in batch {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        // A peer that stops reading must not keep this task forever: once
+        // the connection is closed, a write gets one second to finish.
+        let give_up = async {
+            let _ = status.wait_for(|s| matches!(s, Status::Closed(_))).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let written = tokio::select! {
+            r = write => r,
+            () = give_up => Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")),
+        };
+        if let Err(e) = written {
+            shared.with(|core| core.session.carrier_lost(format!("cannot send: {e}")));
+            return;
+        }
+        if closed {
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+            return;
+        }
+        shared.wake_writer.notified().await;
+    }
+}
+
+fn wire_to_context(w: &WireContext, principal: Option<Principal>) -> Context {
+    let mut context = Context::new();
+    context.set_chain(ChainId(w.chain));
+    context.set_transaction(w.transaction.map(TransactionId));
+    context.set_deadline(
+        w.deadline_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms)),
+    );
+    context.set_trace(w.trace.map(TraceId));
+    context.set_principal(principal);
+    context
+}
+
+fn context_to_wire(c: &Context) -> WireContext {
+    WireContext {
+        chain: c.chain().0,
+        transaction: c.transaction().map(|t| t.0),
+        deadline_ms: c.deadline().map(|d| {
+            let left = d.saturating_duration_since(Instant::now()).as_millis();
+            u64::try_from(left).unwrap_or(u64::MAX)
+        }),
+        trace: c.trace().map(|t| t.0),
+    }
+}
+
+/// A reference to an object of the peer's: the target behind a remote
+/// [`Ref`].
+pub(crate) struct Proxy {
+    shared: Arc<Shared>,
+    key: u32,
+    /// `None` for the bootstrap reference, which is not counted.
+    generation: Option<u64>,
+    fingerprint: u64,
+    interface: OnceLock<&'static InterfaceDescriptor>,
+    target: OnceLock<Target>,
+    view: watch::Sender<Option<Result<Arc<WireView>, String>>>,
+    me: Weak<Proxy>,
+}
+
+/// The interface of a remote reference no typed stub has claimed yet.
+static UNTYPED: &InterfaceDescriptor = &InterfaceDescriptor::new("(remote, untyped)", &[], 0);
+
+impl Proxy {
+    fn new(shared: &Arc<Shared>, key: u32, generation: Option<u64>, fingerprint: u64) -> Arc<Self> {
+        Arc::new_cyclic(|me| Proxy {
+            shared: Arc::clone(shared),
+            key,
+            generation,
+            fingerprint,
+            interface: OnceLock::new(),
+            target: OnceLock::new(),
+            view: watch::Sender::new(None),
+            me: me.clone(),
+        })
+    }
+
+    fn set_view(&self, view: Option<WireView>) {
+        let view = match view {
+            None => Err(format!("the peer no longer exports {}", self.key)),
+            Some(v) if v.fingerprint != self.fingerprint => Err(format!(
+                "the peer's export {} offers {} (fingerprint {:016x}), not the {:016x} it was sent as",
+                self.key, v.interface, v.fingerprint, self.fingerprint
+            )),
+            Some(v) => Ok(Arc::new(v)),
+        };
+        self.view.send_replace(Some(view));
+    }
+
+    /// Waits until the view's description has arrived.
+    async fn described(&self) -> Result<(), Error> {
+        if self.view.borrow().is_none() {
+            self.shared.with(|core| {
+                let id = core.session.describe(self.key)?;
+                core.describing.insert(id, self.me.clone());
+                Ok::<_, Error>(())
+            })?;
+            let mut rx = self.view.subscribe();
+            let mut status = self.shared.status.subscribe();
+            let view = async {
+                let _ = rx.wait_for(Option::is_some).await;
+            };
+            let closed = status.wait_for(|s| matches!(s, Status::Closed(_)));
+            tokio::select! {
+                () = view => {}
+                _ = closed => return Err(disconnected("while describing a reference")),
+            }
+        }
+        match &*self.view.borrow() {
+            Some(Err(e)) => Err(Error::new(ErrorKind::Incompatible, e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    fn kind_of(&self, selector: Selector) -> AbstractionKind {
+        match &*self.view.borrow() {
+            Some(Ok(view)) => view
+                .methods
+                .iter()
+                .find(|m| m.selector == selector.id())
+                .map_or(AbstractionKind::Sync, |m| abstraction_from_code(m.kind)),
+            _ => AbstractionKind::Sync,
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let Some(generation) = self.generation else {
+            return;
+        };
+        let key = self.key;
+        self.shared.with(|core| {
+            core.session.drop_import(key, generation);
+            if core
+                .proxies
+                .get(&key)
+                .is_some_and(|(g, _)| *g == generation)
+            {
+                core.proxies.remove(&key);
+            }
+        });
+    }
+}
+
+impl Invoke for Proxy {
+    fn interface(&self) -> &'static InterfaceDescriptor {
+        self.interface.get().copied().unwrap_or(UNTYPED)
+    }
+
+    fn target(&self) -> Target {
+        self.target
+            .get_or_init(|| {
+                let node = self.shared.lock().peer_node.unwrap_or(NodeId(0));
+                let view = match &*self.view.borrow() {
+                    Some(Ok(v)) => v.view.clone(),
+                    _ => String::new(),
+                };
+                Target::remote(node, ObjectId(u64::from(self.key)), &view, self.interface())
+            })
+            .clone()
+    }
+
+    fn resolve(&self, selector: Selector) -> Result<Option<Arc<dyn Abstraction>>, Error> {
+        if let Some(Err(e)) = &*self.view.borrow() {
+            return Err(Error::new(ErrorKind::Incompatible, e.clone()));
+        }
+        Ok(match self.kind_of(selector) {
+            AbstractionKind::Oneway => Some(Arc::new(Oneway)),
+            AbstractionKind::Future => Some(Arc::new(FutureCall)),
+            _ => None,
+        })
+    }
+
+    fn deliver(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
+        let shared = Arc::clone(&self.shared);
+        let key = self.key;
+        let oneway = self.kind_of(message.selector()) == AbstractionKind::Oneway;
+        Box::pin(async move {
+            let (_, selector, args, context) = message.into_parts();
+            let mut bytes = Vec::new();
+            let refs = args.encode(&mut bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::BadArguments,
+                    format!("the arguments cannot travel: {}", e.message()),
+                )
+            })?;
+            let wire = context_to_wire(&context);
+            let bytes = Bytes::from(bytes);
+            if oneway {
+                shared.with(|core| {
+                    let refs = shared.classify(refs);
+                    core.session.oneway(key, selector.id(), wire, refs, bytes)
+                })?;
+                return Ok(Value::unit());
+            }
+            let (tx, rx) = oneshot::channel();
+            let id = shared.with(|core| {
+                let refs = shared.classify(refs);
+                let id =
+                    core.session
+                        .call(key, selector.id(), wire, refs, bytes, context.deadline())?;
+                core.pending.insert(id, tx);
+                Ok::<_, Error>(id)
+            })?;
+            if context.deadline().is_some() {
+                shared.wake_reader.notify_one();
+            }
+            let mut guard = CancelOnDrop {
+                shared: Some(shared),
+                id,
+            };
+            let reply = rx
+                .await
+                .unwrap_or_else(|_| Err(disconnected("the call was dropped")));
+            guard.shared = None;
+            reply
+        })
+    }
+
+    fn describe(&self) -> Result<ViewDescriptor, Error> {
+        let interface = self.interface();
+        match &*self.view.borrow() {
+            Some(Ok(view)) => Ok(ViewDescriptor::new(
+                interface,
+                view.view.clone(),
+                view.methods
+                    .iter()
+                    .filter_map(|m| {
+                        Some(MethodView {
+                            method: interface.method(m.selector)?,
+                            kind: abstraction_from_code(m.kind),
+                        })
+                    })
+                    .collect(),
+            )),
+            Some(Err(e)) => Err(Error::new(ErrorKind::Incompatible, e.clone())),
+            None => Err(Error::new(
+                ErrorKind::Internal,
+                "the remote view has not been described yet",
+            )),
+        }
+    }
+
+    fn conform(&self, want: &'static InterfaceDescriptor) -> Result<(), Error> {
+        tether_semantics::check_fingerprint(self.interface().name(), self.fingerprint, want)?;
+        let _ = self.interface.set(want);
+        Ok(())
+    }
+
+    fn as_any(&self) -> Option<&dyn Any> {
+        Some(self)
+    }
+}
+
+/// Sends Cancel for a call whose caller stopped waiting.
+struct CancelOnDrop {
+    shared: Option<Arc<Shared>>,
+    id: u64,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            let id = self.id;
+            shared.with(|core| {
+                core.session.cancel(id);
+                if let Some(tx) = core.pending.remove(&id) {
+                    core.garbage.push(Box::new(tx));
+                }
+            });
+        }
+    }
+}
+
+/// An untyped reference, read from a value.
+struct AnyRef(Ref);
+
+impl<'de> Deserialize<'de> for AnyRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tether_semantics::__private::deserialize_ref(d).map(AnyRef)
+    }
+}
+
+const LOOKUP: Selector = Selector::new("lookup");
+
+/// The interface of every node's registry: the bootstrap object each side
+/// of a connection offers, which finds what the node publishes.
+struct RegistryInterface;
+
+static REGISTRY: &InterfaceDescriptor = &InterfaceDescriptor::new(
+    "tether.Registry",
+    &[MethodDescriptor::new(
+        LOOKUP,
+        &[Param::new("name", "String")],
+        "Ref",
+        None,
+    )],
+    0x7e7e_7265_6769_7374,
+);
+
+impl Interface for RegistryInterface {
+    const DESCRIPTOR: &'static InterfaceDescriptor = REGISTRY;
+}
+
+/// A registry for `node`, exposed for one connection.
+fn registry(node: &Node) -> Ref {
+    let names = node.clone();
+    let service = tower::service_fn(move |message: Message| {
+        let names = names.clone();
+        async move {
+            let (_, _, args, _) = message.into_parts();
+            let (name,): (String,) = args.decode()?;
+            let reference = names.lookup_ref(&name)?;
+            Ok::<_, Error>(Value::serializable(reference))
+        }
+    });
+    let exposed = node.expose_service(service);
+    match exposed.set_view("registry", View::<RegistryInterface>::new()) {
+        Ok(reference) => reference,
+        Err(e) => unreachable!("the registry's view has no oneway methods: {e}"),
+    }
+}

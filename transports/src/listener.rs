@@ -1,0 +1,75 @@
+//! What every carrier's `serve` returns.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::task::JoinHandle;
+
+use crate::Peer;
+
+/// A carrier listening for connections; each connection accepted becomes
+/// a [`Peer`]. Dropping the listener stops accepting; connections already
+/// made stay open until [`close`](Listener::close) or either side closes
+/// them.
+pub struct Listener {
+    local_addr: SocketAddr,
+    peers: Peers,
+    accept: JoinHandle<()>,
+}
+
+/// The connections a listener accepted.
+pub(crate) type Peers = Arc<Mutex<Vec<Peer>>>;
+
+impl Listener {
+    pub(crate) fn new(local_addr: SocketAddr, peers: Peers, accept: JoinHandle<()>) -> Self {
+        Listener {
+            local_addr,
+            peers,
+            accept,
+        }
+    }
+
+    /// The address it listens on (with the port the OS chose).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The connections accepted and still open.
+    pub fn peers(&self) -> Vec<Peer> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.retain(|p| !p.is_closed());
+        peers.clone()
+    }
+
+    /// Stops accepting and closes every connection accepted.
+    pub async fn close(&self) {
+        self.accept.abort();
+        let peers = std::mem::take(&mut *self.peers.lock().unwrap_or_else(|p| p.into_inner()));
+        for peer in peers {
+            peer.close().await;
+        }
+    }
+}
+
+/// Records a new connection, forgetting closed ones.
+pub(crate) fn admit(peers: &Peers, peer: Peer) {
+    let mut peers = peers.lock().unwrap_or_else(|p| p.into_inner());
+    peers.retain(|p| !p.is_closed());
+    peers.push(peer);
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("local_addr", &self.local_addr)
+            .field("peers", &self.peers().len())
+            .finish()
+    }
+}

@@ -1,0 +1,905 @@
+//! The per-connection session: a sans-IO state machine.
+//!
+//! A [`Session`] holds what one side of one connection knows: its export
+//! table (objects it handed to the peer, by key, with how many references
+//! the peer holds), its import table (the peer's objects it holds, with the
+//! count to give back), its questions (calls and describes it sent and
+//! awaits) and its answers (the peer's calls it is running). Bytes go in
+//! through [`Session::receive`]; frames to send come out of
+//! [`Session::poll_transmit`], and what the driver must act on comes out of
+//! [`Session::poll_event`]. Time is passed in; nothing here does I/O,
+//! spawns, or reads a clock, so a pair of sessions can be tested by
+//! handing bytes across by hand (see `transports/tests/session.rs`).
+//!
+//! The driver of a carrier (see [`crate::connection`]) owns one session per
+//! connection, behind a lock, and turns its events into tasks and replies.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tether_semantics::{Error, ErrorKind, Ref, ViewDescriptor};
+
+use crate::frame::{
+    Call, Cancel, Credentials, Describe, Description, Frame, FrameError, Goodbye, Hello, Limits,
+    OnewayCall, Outcome, Release, Return, Tag, VERSION, WireContext, WireError, WireMethod,
+    WireRef, WireView, abstraction_code, error_code,
+};
+
+/// What a session is configured with.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// This side's node id, sent in the Hello.
+    pub node: u64,
+    /// Who this side says it is.
+    pub credentials: Option<Credentials>,
+    /// The largest frame this side accepts.
+    pub max_frame: u32,
+    /// How many of the peer's calls this side runs at once; more are
+    /// answered `overloaded` at once.
+    pub max_in_flight: u32,
+    /// How long the peer has to send its Hello.
+    pub hello_timeout: Duration,
+    /// How many bytes of frames may wait to be sent before the peer counts
+    /// as not reading and the connection is closed.
+    pub max_unsent: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            node: 0,
+            credentials: None,
+            max_frame: Limits::default().max_frame as u32,
+            max_in_flight: 1024,
+            hello_timeout: Duration::from_secs(10),
+            max_unsent: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A reference about to be sent, as the driver classified it.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    /// A local object (or any reference this side serves): exported, and
+    /// counted once more for the peer.
+    Export(Ref),
+    /// One of the peer's own exports (an import of this connection), going
+    /// home: the peer resolves it to its original object.
+    Home(u32),
+}
+
+/// A reference that arrived, resolved as far as the session can.
+#[derive(Clone, Debug)]
+pub enum Incoming {
+    /// One of this side's own exports, come home.
+    Local(Ref),
+    /// An export of the peer: the driver makes (or reuses) a proxy for it
+    /// and calls [`Session::import`].
+    Import {
+        /// Its key in the peer's table.
+        key: u32,
+        /// The fingerprint of its interface.
+        fingerprint: u64,
+    },
+}
+
+/// A call of the peer's that this side must run.
+#[derive(Debug)]
+pub struct IncomingCall {
+    /// The call's id; `None` for a oneway call, which gets no reply.
+    pub id: Option<u64>,
+    /// The export called.
+    pub target: Ref,
+    /// The method.
+    pub selector: u32,
+    /// The call's context.
+    pub context: WireContext,
+    /// The references the arguments hold, in table order.
+    pub refs: Vec<Incoming>,
+    /// The encoded argument tuple.
+    pub args: Bytes,
+}
+
+/// A reply to one of this side's questions.
+#[derive(Debug)]
+pub enum Answer {
+    /// The call's result: the references it holds and its bytes.
+    Value(Vec<Incoming>, Bytes),
+    /// The call failed.
+    Error(Error),
+    /// A description: `None` if the key names no export.
+    Description(Option<WireView>),
+}
+
+/// Why a session closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closed {
+    /// What happened, for errors and logs.
+    pub reason: String,
+    /// Whether this side closed it (rather than the peer or the carrier).
+    pub by_us: bool,
+}
+
+/// What the driver must act on.
+#[derive(Debug)]
+pub enum Event {
+    /// The peer's Hello arrived; the connection is open.
+    Opened(Hello),
+    /// Run a call of the peer's.
+    Call(IncomingCall),
+    /// Stop running the peer's call `id` (it was cancelled, or the
+    /// connection closed).
+    Cancel(u64),
+    /// One of this side's questions is answered.
+    Answer(u64, Answer),
+    /// An extension frame arrived.
+    Extension(Tag, Bytes),
+    /// The connection closed. Every question has been answered with a
+    /// `disconnected` error, and every running call cancelled, before this.
+    Closed(Closed),
+}
+
+/// The sizes of a session's tables, for tests and tools.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tables {
+    /// Objects exported to the peer (the bootstrap object included).
+    pub exports: usize,
+    /// References the peer holds, summed over exports (bootstrap excluded).
+    pub export_refs: u64,
+    /// The peer's objects imported.
+    pub imports: usize,
+    /// Calls and describes sent and not yet answered.
+    pub questions: usize,
+    /// The peer's calls running here.
+    pub answers: usize,
+}
+
+struct Export {
+    target: Ref,
+    /// References the peer holds (sent and not released).
+    count: u64,
+    /// Never released: the bootstrap object.
+    pinned: bool,
+}
+
+struct Import {
+    /// References received and not yet given back.
+    count: u32,
+    /// Which proxy holds them; see [`Session::import`].
+    generation: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Question {
+    deadline: Option<Instant>,
+}
+
+enum State {
+    AwaitingHello { since: Instant },
+    Open,
+    Closed,
+}
+
+/// One side of one connection. See the [module docs](self).
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    bootstrap: Option<u32>,
+    peer_max_frame: usize,
+    exports: HashMap<u32, Export>,
+    keys: HashMap<Ref, u32>,
+    next_key: u32,
+    imports: HashMap<u32, Import>,
+    next_generation: u64,
+    questions: HashMap<u64, Question>,
+    next_question: u64,
+    answers: HashSet<u64>,
+    transmit: VecDeque<Bytes>,
+    unsent: usize,
+    events: VecDeque<Event>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("node", &self.config.node)
+            .field("tables", &self.tables())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session that offers `bootstrap` (if any) to the peer and has
+    /// queued its Hello.
+    pub fn new(config: SessionConfig, bootstrap: Option<Ref>, now: Instant) -> Self {
+        let mut session = Session {
+            state: State::AwaitingHello { since: now },
+            bootstrap: None,
+            peer_max_frame: Limits::default().max_frame,
+            exports: HashMap::new(),
+            keys: HashMap::new(),
+            next_key: 1,
+            imports: HashMap::new(),
+            next_generation: 1,
+            questions: HashMap::new(),
+            next_question: 1,
+            answers: HashSet::new(),
+            transmit: VecDeque::new(),
+            unsent: 0,
+            events: VecDeque::new(),
+            config,
+        };
+        if let Some(target) = bootstrap {
+            let key = session.take_key();
+            session.keys.insert(target.clone(), key);
+            session.exports.insert(
+                key,
+                Export {
+                    target,
+                    count: 0,
+                    pinned: true,
+                },
+            );
+            session.bootstrap = Some(key);
+        }
+        let hello = Hello {
+            version: VERSION,
+            node: session.config.node,
+            bootstrap: session.bootstrap,
+            credentials: session.config.credentials.clone(),
+            max_frame: session.config.max_frame,
+            max_in_flight: session.config.max_in_flight,
+        };
+        session.send(&Frame::Hello(hello));
+        session
+    }
+
+    /// Whether the session has closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Whether the peer's Hello has arrived (and the session is not closed).
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open)
+    }
+
+    /// The sizes of the tables.
+    pub fn tables(&self) -> Tables {
+        Tables {
+            exports: self.exports.len(),
+            export_refs: self.exports.values().map(|e| e.count).sum(),
+            imports: self.imports.len(),
+            questions: self.questions.len(),
+            answers: self.answers.len(),
+        }
+    }
+
+    /// The next frame to send, encoded.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        let frame = self.transmit.pop_front()?;
+        self.unsent -= frame.len();
+        Some(frame)
+    }
+
+    /// The next event to act on.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Session::handle_timeout) must be called
+    /// next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let hello = match self.state {
+            State::AwaitingHello { since } => Some(since + self.config.hello_timeout),
+            _ => None,
+        };
+        self.questions
+            .values()
+            .filter_map(|q| q.deadline)
+            .chain(hello)
+            .min()
+    }
+
+    /// Acts on the passing of time: questions past their deadline fail
+    /// with `deadline exceeded` (and are cancelled at the peer); a peer
+    /// that has not said Hello in time is disconnected.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let State::AwaitingHello { since } = self.state {
+            if now >= since + self.config.hello_timeout {
+                self.close(format!(
+                    "the peer sent no Hello within {:?}",
+                    self.config.hello_timeout
+                ));
+                return;
+            }
+        }
+        let mut expired: Vec<u64> = self
+            .questions
+            .iter()
+            .filter(|(_, q)| q.deadline.is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort_unstable();
+        for id in expired {
+            self.questions.remove(&id);
+            self.send(&Frame::Cancel(Cancel { id }));
+            let e = Error::new(
+                ErrorKind::DeadlineExceeded,
+                "the call's deadline passed before the peer answered",
+            );
+            self.events.push_back(Event::Answer(id, Answer::Error(e)));
+        }
+    }
+
+    /// Takes in one frame from the carrier.
+    pub fn receive(&mut self, frame: Bytes, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        let limits = Limits {
+            max_frame: self.config.max_frame as usize,
+        };
+        let frame = match Frame::decode(frame, &limits) {
+            Ok(frame) => frame,
+            Err(e) => return self.close(format!("bad frame: {e}")),
+        };
+        let _ = now;
+        if let State::AwaitingHello { .. } = self.state {
+            return match frame {
+                Frame::Hello(hello) if hello.version == VERSION => {
+                    self.peer_max_frame = hello.max_frame as usize;
+                    self.state = State::Open;
+                    self.events.push_back(Event::Opened(hello));
+                }
+                Frame::Hello(hello) => self.close(format!(
+                    "the peer speaks protocol version {}, this node speaks {VERSION}",
+                    hello.version
+                )),
+                other => self.close(format!("the first frame was {:?}, not Hello", other.tag())),
+            };
+        }
+        match frame {
+            Frame::Hello(_) => self.close("a second Hello".into()),
+            Frame::Goodbye(g) => self.shut(format!("the peer said goodbye: {}", g.reason), false),
+            Frame::Call(call) => self.on_call(
+                Some(call.id),
+                call.key,
+                call.selector,
+                call.context,
+                call.refs,
+                call.args,
+            ),
+            Frame::Oneway(call) => self.on_call(
+                None,
+                call.key,
+                call.selector,
+                call.context,
+                call.refs,
+                call.args,
+            ),
+            Frame::Cancel(Cancel { id }) => {
+                if self.answers.remove(&id) {
+                    self.events.push_back(Event::Cancel(id));
+                }
+            }
+            Frame::Return(ret) => self.on_return(ret),
+            Frame::Release(Release { key, count }) => self.on_release(key, count),
+            Frame::Describe(Describe { id, key }) => {
+                let view = self
+                    .exports
+                    .get(&key)
+                    .and_then(|e| e.target.describe().ok())
+                    .map(|d| wire_view(&d));
+                self.send(&Frame::Description(Description { id, view }));
+            }
+            Frame::Description(Description { id, view }) => {
+                if self.questions.remove(&id).is_some() {
+                    self.events
+                        .push_back(Event::Answer(id, Answer::Description(view)));
+                }
+            }
+            Frame::Extension { tag, body } => self.events.push_back(Event::Extension(tag, body)),
+        }
+    }
+
+    fn on_call(
+        &mut self,
+        id: Option<u64>,
+        key: u32,
+        selector: u32,
+        context: WireContext,
+        wire_refs: Vec<WireRef>,
+        args: Bytes,
+    ) {
+        let refuse = |this: &mut Self, kind: ErrorKind, message: String| {
+            // References the refused call carried were counted by the peer
+            // when it sent them: give them back.
+            this.release_unused(&wire_refs);
+            if let Some(id) = id {
+                this.send_error(id, Error::new(kind, message));
+            }
+        };
+        if id.is_some_and(|id| self.answers.contains(&id)) {
+            return self.close(format!(
+                "call id {} reused while in flight",
+                id.unwrap_or(0)
+            ));
+        }
+        let Some(target) = self.exports.get(&key).map(|e| e.target.clone()) else {
+            return refuse(
+                self,
+                ErrorKind::UnknownObject,
+                format!("this connection holds no export {key}"),
+            );
+        };
+        let refs = match self.resolve_refs(&wire_refs) {
+            Ok(refs) => refs,
+            Err(key) => {
+                return refuse(
+                    self,
+                    ErrorKind::UnknownObject,
+                    format!("the arguments name export {key}, which this connection does not hold"),
+                );
+            }
+        };
+        if let Some(id) = id {
+            if self.answers.len() >= self.config.max_in_flight as usize {
+                return refuse(
+                    self,
+                    ErrorKind::Overloaded,
+                    format!(
+                        "{} calls are running on this connection already",
+                        self.config.max_in_flight
+                    ),
+                );
+            }
+            self.answers.insert(id);
+        }
+        self.events.push_back(Event::Call(IncomingCall {
+            id,
+            target,
+            selector,
+            context,
+            refs,
+            args,
+        }));
+    }
+
+    fn resolve_refs(&self, wire: &[WireRef]) -> Result<Vec<Incoming>, u32> {
+        wire.iter()
+            .map(|r| match *r {
+                WireRef::Sender { key, fingerprint } => Ok(Incoming::Import { key, fingerprint }),
+                WireRef::Receiver { key } => self
+                    .exports
+                    .get(&key)
+                    .map(|e| Incoming::Local(e.target.clone()))
+                    .ok_or(key),
+            })
+            .collect()
+    }
+
+    /// Gives back the peer's exports named in a frame whose value will
+    /// never be read.
+    fn release_unused(&mut self, wire: &[WireRef]) {
+        for r in wire {
+            if let WireRef::Sender { key, .. } = *r {
+                self.send(&Frame::Release(Release { key, count: 1 }));
+            }
+        }
+    }
+
+    fn on_return(&mut self, ret: Return) {
+        if self.questions.remove(&ret.id).is_none() {
+            // Cancelled, or timed out: nobody wants it.
+            if let Outcome::Ok(refs, _) = &ret.outcome {
+                self.release_unused(refs);
+            }
+            return;
+        }
+        let answer = match ret.outcome {
+            Outcome::Ok(wire_refs, value) => match self.resolve_refs(&wire_refs) {
+                Ok(refs) => Answer::Value(refs, value),
+                Err(key) => {
+                    self.release_unused(&wire_refs);
+                    Answer::Error(Error::new(
+                        ErrorKind::UnknownObject,
+                        format!(
+                            "the result names export {key}, which this connection does not hold"
+                        ),
+                    ))
+                }
+            },
+            Outcome::Err(e) => Answer::Error(wire_to_error(e)),
+        };
+        self.events.push_back(Event::Answer(ret.id, answer));
+    }
+
+    fn on_release(&mut self, key: u32, count: u32) {
+        let Some(export) = self.exports.get_mut(&key) else {
+            return;
+        };
+        if export.pinned {
+            return;
+        }
+        export.count = export.count.saturating_sub(u64::from(count));
+        if export.count == 0 {
+            if let Some(export) = self.exports.remove(&key) {
+                self.keys.remove(&export.target);
+            }
+        }
+    }
+
+    /// Counts one more reference to the peer's export `key`, received in a
+    /// frame; returns the generation of the proxy that holds it.
+    ///
+    /// `alive` says whether the driver still has a live proxy for the key.
+    /// If it has none but the table still counts references (the last
+    /// proxy is being dropped as this reference arrives), those are given
+    /// back now and a new generation starts, so the old proxy's
+    /// [`drop_import`](Session::drop_import) will not give back the new
+    /// one's.
+    pub fn import(&mut self, key: u32, alive: bool) -> u64 {
+        if let Some(entry) = self.imports.get_mut(&key) {
+            if alive {
+                entry.count = entry.count.saturating_add(1);
+                return entry.generation;
+            }
+            let count = entry.count;
+            self.imports.remove(&key);
+            self.send(&Frame::Release(Release { key, count }));
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.imports.insert(
+            key,
+            Import {
+                count: 1,
+                generation,
+            },
+        );
+        generation
+    }
+
+    /// The last proxy of generation `generation` for the peer's export
+    /// `key` is gone: give back every reference it held.
+    pub fn drop_import(&mut self, key: u32, generation: u64) {
+        match self.imports.get(&key) {
+            Some(entry) if entry.generation == generation => {
+                let count = entry.count;
+                self.imports.remove(&key);
+                if !self.is_closed() {
+                    self.send(&Frame::Release(Release { key, count }));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends a call to the peer's export `key`; returns its id.
+    ///
+    /// `args` is the encoded argument tuple, `refs` the references it
+    /// indexes. A `deadline` makes the call fail with `deadline exceeded`
+    /// when it passes (see [`handle_timeout`](Session::handle_timeout)).
+    pub fn call(
+        &mut self,
+        key: u32,
+        selector: u32,
+        context: WireContext,
+        refs: Vec<Outgoing>,
+        args: Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<u64, Error> {
+        self.check_open()?;
+        let id = self.next_question;
+        let frame = Frame::Call(Call {
+            id,
+            key,
+            selector,
+            context,
+            refs: Vec::new(),
+            args,
+        });
+        self.send_out(frame, refs)?;
+        self.next_question += 1;
+        self.questions.insert(id, Question { deadline });
+        Ok(id)
+    }
+
+    /// Sends a oneway call to the peer's export `key`.
+    pub fn oneway(
+        &mut self,
+        key: u32,
+        selector: u32,
+        context: WireContext,
+        refs: Vec<Outgoing>,
+        args: Bytes,
+    ) -> Result<(), Error> {
+        self.check_open()?;
+        let frame = Frame::Oneway(OnewayCall {
+            key,
+            selector,
+            context,
+            refs: Vec::new(),
+            args,
+        });
+        self.send_out(frame, refs)
+    }
+
+    /// Asks what the peer's export `key` offers; returns the question's id.
+    pub fn describe(&mut self, key: u32) -> Result<u64, Error> {
+        self.check_open()?;
+        let id = self.next_question;
+        self.next_question += 1;
+        self.send(&Frame::Describe(Describe { id, key }));
+        self.questions.insert(id, Question { deadline: None });
+        Ok(id)
+    }
+
+    /// The caller no longer wants the answer to `id`.
+    pub fn cancel(&mut self, id: u64) {
+        if self.questions.remove(&id).is_some() && !self.is_closed() {
+            self.send(&Frame::Cancel(Cancel { id }));
+        }
+    }
+
+    /// Answers the peer's call `id` with a value (its references and its
+    /// bytes) or an error. Ignored if the call was cancelled meanwhile.
+    pub fn answer(&mut self, id: u64, result: Result<(Vec<Outgoing>, Bytes), Error>) {
+        if !self.answers.remove(&id) || self.is_closed() {
+            return;
+        }
+        match result {
+            Ok((refs, value)) => {
+                let frame = Frame::Return(Return {
+                    id,
+                    outcome: Outcome::Ok(Vec::new(), value),
+                });
+                if let Err(e) = self.send_out(frame, refs) {
+                    self.send_error(id, e);
+                }
+            }
+            Err(e) => self.send_error(id, e),
+        }
+    }
+
+    /// Closes the session from this side: Goodbye to the peer, every
+    /// question answered `disconnected`, every running call cancelled.
+    pub fn close(&mut self, reason: String) {
+        if self.is_closed() {
+            return;
+        }
+        self.send(&Frame::Goodbye(Goodbye {
+            reason: reason.clone(),
+        }));
+        self.shut(reason, true);
+    }
+
+    /// The carrier is gone (closed, reset, failed): like
+    /// [`close`](Session::close) without a Goodbye.
+    pub fn carrier_lost(&mut self, reason: String) {
+        self.shut(reason, false);
+    }
+
+    fn shut(&mut self, reason: String, by_us: bool) {
+        if self.is_closed() {
+            return;
+        }
+        self.state = State::Closed;
+        let mut questions: Vec<u64> = self.questions.drain().map(|(id, _)| id).collect();
+        questions.sort_unstable();
+        for id in questions {
+            let e = Error::new(
+                ErrorKind::Disconnected,
+                format!("the connection closed before the answer: {reason}"),
+            );
+            self.events.push_back(Event::Answer(id, Answer::Error(e)));
+        }
+        let mut answers: Vec<u64> = self.answers.drain().collect();
+        answers.sort_unstable();
+        self.events.extend(answers.into_iter().map(Event::Cancel));
+        self.exports.clear();
+        self.keys.clear();
+        self.imports.clear();
+        self.events
+            .push_back(Event::Closed(Closed { reason, by_us }));
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        match self.state {
+            State::Closed => Err(Error::new(
+                ErrorKind::Disconnected,
+                "the connection is closed",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn take_key(&mut self) -> u32 {
+        loop {
+            let key = self.next_key;
+            self.next_key = self.next_key.wrapping_add(1).max(1);
+            if !self.exports.contains_key(&key) {
+                return key;
+            }
+        }
+    }
+
+    /// Fills in the frame's reference table (exporting as needed) and
+    /// sends it, unless it is too large for the peer.
+    fn send_out(&mut self, mut frame: Frame, refs: Vec<Outgoing>) -> Result<(), Error> {
+        let wire: Vec<WireRef> = refs
+            .iter()
+            .map(|r| match r {
+                Outgoing::Home(key) => WireRef::Receiver { key: *key },
+                Outgoing::Export(target) => WireRef::Sender {
+                    key: self.peek_key(target),
+                    fingerprint: target.interface().fingerprint(),
+                },
+            })
+            .collect();
+        match &mut frame {
+            Frame::Call(c) => c.refs = wire,
+            Frame::Oneway(c) => c.refs = wire,
+            Frame::Return(Return {
+                outcome: Outcome::Ok(r, _),
+                ..
+            }) => *r = wire,
+            _ => {}
+        }
+        let bytes = encode(&frame).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        if bytes.len() > self.peer_max_frame {
+            // Nothing was exported: the keys peeked are released again.
+            self.drop_unsent_keys();
+            let what = match frame {
+                Frame::Return(_) => "result",
+                _ => "arguments",
+            };
+            let kind = match frame {
+                Frame::Return(_) => ErrorKind::Failed,
+                _ => ErrorKind::BadArguments,
+            };
+            return Err(Error::new(
+                kind,
+                format!(
+                    "a frame of {} bytes with these {what} exceeds the peer's limit of {} bytes",
+                    bytes.len(),
+                    self.peer_max_frame
+                ),
+            ));
+        }
+        for r in refs {
+            if let Outgoing::Export(target) = r {
+                if let Some(key) = self.keys.get(&target).copied() {
+                    if let Some(e) = self.exports.get_mut(&key) {
+                        e.count += 1;
+                    }
+                }
+            }
+        }
+        self.push(bytes);
+        Ok(())
+    }
+
+    /// The key `target` has (or gets) in the export table. A new entry
+    /// starts with no references counted; [`send_out`] counts them once
+    /// the frame is sure to be sent.
+    fn peek_key(&mut self, target: &Ref) -> u32 {
+        if let Some(key) = self.keys.get(target) {
+            return *key;
+        }
+        let key = self.take_key();
+        self.keys.insert(target.clone(), key);
+        self.exports.insert(
+            key,
+            Export {
+                target: target.clone(),
+                count: 0,
+                pinned: false,
+            },
+        );
+        key
+    }
+
+    fn drop_unsent_keys(&mut self) {
+        let unused: Vec<u32> = self
+            .exports
+            .iter()
+            .filter(|(_, e)| e.count == 0 && !e.pinned)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in unused {
+            if let Some(e) = self.exports.remove(&key) {
+                self.keys.remove(&e.target);
+            }
+        }
+    }
+
+    fn send_error(&mut self, id: u64, e: Error) {
+        let error = error_to_wire(&e);
+        self.send(&Frame::Return(Return {
+            id,
+            outcome: Outcome::Err(error),
+        }));
+    }
+
+    fn send(&mut self, frame: &Frame) {
+        match encode(frame) {
+            Ok(bytes) => self.push(bytes),
+            // Only a frame with an unserializable field fails; ours have
+            // none. Nothing is sent, and the session says why.
+            Err(e) => self.close(format!("cannot encode a {:?} frame: {e}", frame.tag())),
+        }
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        self.unsent += bytes.len();
+        self.transmit.push_back(bytes);
+        if self.unsent > self.config.max_unsent && !self.is_closed() {
+            let unsent = self.unsent;
+            self.shut(
+                format!("the peer stopped reading: {unsent} bytes wait to be sent"),
+                true,
+            );
+        }
+    }
+}
+
+fn encode(frame: &Frame) -> Result<Bytes, FrameError> {
+    let mut buf = BytesMut::new();
+    frame.encode(&mut buf)?;
+    Ok(buf.freeze())
+}
+
+/// A view's descriptor as the wire describes it.
+pub fn wire_view(d: &ViewDescriptor) -> WireView {
+    WireView {
+        interface: d.interface().name().to_string(),
+        fingerprint: d.interface().fingerprint(),
+        view: d.view().to_string(),
+        methods: d
+            .methods()
+            .iter()
+            .map(|m| WireMethod {
+                selector: m.method.selector().id(),
+                name: m.method.name().to_string(),
+                kind: abstraction_code(m.kind),
+            })
+            .collect(),
+    }
+}
+
+/// An error as it travels.
+pub fn error_to_wire(e: &Error) -> WireError {
+    let callee = e.callee().and_then(|detail| {
+        detail.with(|value| {
+            let mut bytes = Vec::new();
+            // A callee error holding references cannot travel; its message
+            // still does.
+            match value.encode(&mut bytes) {
+                Ok(refs) if refs.is_empty() => Some(bytes),
+                _ => None,
+            }
+        })
+    });
+    WireError {
+        kind: error_code(e.kind()),
+        message: e.message().to_string(),
+        callee,
+    }
+}
+
+/// An error as it arrived.
+pub fn wire_to_error(e: WireError) -> Error {
+    let kind = crate::frame::error_from_code(e.kind);
+    match e.callee {
+        Some(bytes) if kind == ErrorKind::Failed => Error::callee_failed(
+            tether_semantics::Value::encoded(Bytes::from(bytes)),
+            e.message,
+        ),
+        _ => Error::new(kind, e.message),
+    }
+}

@@ -1,0 +1,87 @@
+//! The TCP carrier: each frame is a 4-byte little-endian length, then the
+//! frame (tokio-util's length-delimited codec); `TCP_NODELAY` is set, so
+//! a call is sent as soon as it is written.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use tether_semantics::Node;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use crate::connection::{FrameSink, FrameStream};
+use crate::listener::{Listener, admit};
+use crate::{Config, Peer};
+
+/// Listens on `addr` and serves every connection for `node`.
+///
+/// ```
+/// use tether_semantics::Node;
+/// use tether_transports::{Config, tcp};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let server = Node::new();
+/// let listener = tcp::serve(&server, "127.0.0.1:0", Config::new()).await?;
+/// let peer = tcp::connect(&Node::new(), listener.local_addr(), Config::new()).await?;
+/// peer.opened().await.unwrap();
+/// assert_eq!(peer.peer_node(), Some(server.id()));
+/// peer.close().await;
+/// listener.close().await;
+/// # Ok(()) }
+/// ```
+pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io::Result<Listener> {
+    let listener = TcpListener::bind(addr).await?;
+    let local_addr = listener.local_addr()?;
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let node = node.clone();
+    let accepted = Arc::clone(&peers);
+    let accept = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => match over(&node, stream, config.clone()) {
+                    Ok(peer) => admit(&accepted, peer),
+                    Err(e) => tracing::warn!(error = %e, "cannot set up a TCP connection"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    Ok(Listener::new(local_addr, peers, accept))
+}
+
+/// Connects to the node listening at `addr`.
+pub async fn connect(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io::Result<Peer> {
+    let stream = TcpStream::connect(addr).await?;
+    over(node, stream, config)
+}
+
+/// Runs a connection over a TCP stream already open.
+pub fn over(node: &Node, stream: TcpStream, config: Config) -> io::Result<Peer> {
+    stream.set_nodelay(true)?;
+    let (read, write) = stream.into_split();
+    let (frames, sink) = framed(read, write, config.max_frame_len());
+    Ok(Peer::spawn(node, config, frames, sink))
+}
+
+/// Length-delimited frames over a byte stream (TCP, a QUIC stream).
+pub(crate) fn framed<R, W>(read: R, write: W, max_frame: usize) -> (FrameStream, FrameSink)
+where
+    R: AsyncRead + Send + 'static,
+    W: AsyncWrite + Send + 'static,
+{
+    let codec = || {
+        LengthDelimitedCodec::builder()
+            .little_endian()
+            .length_field_length(4)
+            .max_frame_length(max_frame)
+            .new_codec()
+    };
+    let frames = FramedRead::new(read, codec()).map(|r| r.map(|b| b.freeze()));
+    let sink: FrameSink = Box::pin(FramedWrite::new(write, codec()));
+    (Box::pin(frames), sink)
+}

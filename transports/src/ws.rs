@@ -1,0 +1,105 @@
+//! The WebSocket carrier: each frame is one binary message. A browser's
+//! `WebSocket` (with `binaryType = "arraybuffer"`) can connect to
+//! [`serve`]'s listener and speak the protocol.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt, future};
+use tether_semantics::Node;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::connection::{FrameSink, FrameStream};
+use crate::listener::{Listener, admit};
+use crate::{Config, Peer};
+
+fn ws_config(config: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(config.max_frame_len()))
+        .max_frame_size(Some(config.max_frame_len()))
+}
+
+/// Listens on `addr` for WebSocket connections (any path) and serves each
+/// for `node`.
+pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io::Result<Listener> {
+    let listener = TcpListener::bind(addr).await?;
+    let local_addr = listener.local_addr()?;
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let node = node.clone();
+    let accepted = Arc::clone(&peers);
+    let accept = tokio::spawn(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "WebSocket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let node = node.clone();
+            let config = config.clone();
+            let accepted = Arc::clone(&accepted);
+            // The handshake runs in its own task: a slow client must not
+            // hold up the others.
+            tokio::spawn(async move {
+                let handshake =
+                    tokio_tungstenite::accept_async_with_config(stream, Some(ws_config(&config)));
+                match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
+                    Ok(Ok(ws)) => admit(&accepted, over(&node, ws, config)),
+                    Ok(Err(e)) => tracing::debug!(error = %e, "WebSocket handshake failed"),
+                    Err(_) => tracing::debug!("WebSocket handshake timed out"),
+                }
+            });
+        }
+    });
+    Ok(Listener::new(local_addr, peers, accept))
+}
+
+/// Connects to the node serving WebSocket connections at `url`
+/// (`ws://127.0.0.1:7001/`).
+pub async fn connect(node: &Node, url: &str, config: Config) -> io::Result<Peer> {
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config(&config)), true)
+        .await
+        .map_err(to_io)?;
+    Ok(over(node, ws, config))
+}
+
+/// Runs a connection over a WebSocket already open.
+pub fn over<S>(node: &Node, ws: WebSocketStream<S>, config: Config) -> Peer
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let frames = stream
+        .take_while(|m| future::ready(!matches!(m, Ok(Message::Close(_)))))
+        .filter_map(|m| {
+            future::ready(match m {
+                Ok(Message::Binary(frame)) => Some(Ok(frame)),
+                Ok(Message::Text(_)) => Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a text message: Tether frames are binary messages",
+                ))),
+                Ok(_) => None,
+                Err(e) => Some(Err(to_io(e))),
+            })
+        });
+    let sink = sink
+        .with(|frame| future::ready(Ok::<_, WsError>(Message::Binary(frame))))
+        .sink_map_err(to_io);
+    let frames: FrameStream = Box::pin(frames);
+    let sink: FrameSink = Box::pin(sink);
+    Peer::spawn(node, config, frames, sink)
+}
+
+fn to_io(e: WsError) -> io::Error {
+    match e {
+        WsError::Io(e) => e,
+        e => io::Error::other(e),
+    }
+}
