@@ -4,7 +4,7 @@
 //! outgoing ones; the driver runs two tasks (a reader, which feeds the
 //! [`Session`] and acts on its events, and a writer, which drains the
 //! session's frames into the sink) and gives the user a [`Peer`]. Every
-//! incoming call runs in its own task. Remote references are [`Proxy`]
+//! incoming call runs in its own task. Remote references are proxy
 //! targets behind ordinary [`Ref`]s.
 
 use std::any::Any;

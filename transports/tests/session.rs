@@ -1,0 +1,352 @@
+//! The session state machine alone: two sessions, bytes handed across by
+//! hand, time passed in. No sockets, no runtime.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tether::transports::frame::{Call, Frame, Hello, WireContext, WireRef};
+use tether::transports::session::{Answer, Event, Incoming, Outgoing, Session, SessionConfig};
+use tether::{ErrorKind, Node, Ref};
+
+#[tether::interface]
+pub trait Thing {
+    async fn poke(&self) -> u64;
+}
+
+struct T;
+impl Thing for T {
+    async fn poke(&self) -> u64 {
+        1
+    }
+}
+
+fn thing(node: &Node) -> Ref {
+    node.expose(T)
+        .with_view("v", ThingInterface::view())
+        .unwrap()
+        .view("v")
+        .unwrap()
+}
+
+/// Moves every frame `from` has to send into `to`.
+fn pump(from: &mut Session, to: &mut Session, now: Instant) {
+    while let Some(frame) = from.poll_transmit() {
+        to.receive(frame, now);
+    }
+}
+
+fn events(s: &mut Session) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn config(node: u64) -> SessionConfig {
+    SessionConfig {
+        node,
+        ..SessionConfig::default()
+    }
+}
+
+/// Two open sessions; `a` offers `bootstrap` (its key is returned).
+fn open(bootstrap: Ref, now: Instant) -> (Session, Session, u32) {
+    let mut a = Session::new(config(1), Some(bootstrap), now);
+    let mut b = Session::new(config(2), None, now);
+    pump(&mut a, &mut b, now);
+    pump(&mut b, &mut a, now);
+    let key = match events(&mut b).pop() {
+        Some(Event::Opened(Hello {
+            bootstrap: Some(key),
+            node: 1,
+            ..
+        })) => key,
+        other => panic!("expected a Hello, got {other:?}"),
+    };
+    assert!(matches!(events(&mut a).pop(), Some(Event::Opened(_))));
+    (a, b, key)
+}
+
+fn frame(f: Frame) -> Bytes {
+    let mut buf = BytesMut::new();
+    f.encode(&mut buf).unwrap();
+    buf.freeze()
+}
+
+#[test]
+fn a_call_and_its_answer() {
+    let now = Instant::now();
+    let node = Node::new();
+    let (mut a, mut b, key) = open(thing(&node), now);
+    let id = b
+        .call(
+            key,
+            7,
+            WireContext::default(),
+            Vec::new(),
+            Bytes::from_static(b"\x01"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(b.tables().questions, 1);
+    pump(&mut b, &mut a, now);
+    let call = match events(&mut a).pop() {
+        Some(Event::Call(call)) => call,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (call.id, call.selector, &call.args[..]),
+        (Some(id), 7, &b"\x01"[..])
+    );
+    assert_eq!(a.tables().answers, 1);
+    a.answer(id, Ok((Vec::new(), Bytes::from_static(b"\x2a"))));
+    pump(&mut a, &mut b, now);
+    match events(&mut b).pop() {
+        Some(Event::Answer(got, Answer::Value(refs, bytes))) => {
+            assert_eq!((got, refs.len(), &bytes[..]), (id, 0, &b"\x2a"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((a.tables().answers, b.tables().questions), (0, 0));
+}
+
+#[test]
+fn keys_never_handed_out_reach_nothing() {
+    let now = Instant::now();
+    let node = Node::new();
+    let (mut a, mut b, key) = open(thing(&node), now);
+    // A guessed key.
+    let id = b
+        .call(
+            key + 41,
+            7,
+            WireContext::default(),
+            Vec::new(),
+            Bytes::new(),
+            None,
+        )
+        .unwrap();
+    pump(&mut b, &mut a, now);
+    assert!(events(&mut a).is_empty(), "nothing runs");
+    pump(&mut a, &mut b, now);
+    match events(&mut b).pop() {
+        Some(Event::Answer(got, Answer::Error(e))) => {
+            assert_eq!((got, e.kind()), (id, ErrorKind::UnknownObject));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A forged reference to one of `a`'s exports inside the arguments.
+    b.call(
+        key,
+        7,
+        WireContext::default(),
+        vec![Outgoing::Home(999)],
+        Bytes::new(),
+        None,
+    )
+    .unwrap();
+    pump(&mut b, &mut a, now);
+    assert!(events(&mut a).is_empty(), "nothing runs");
+    pump(&mut a, &mut b, now);
+    assert!(matches!(
+        events(&mut b).pop(),
+        Some(Event::Answer(_, Answer::Error(e))) if e.is_unknown_object()
+    ));
+    assert!(a.is_open() && b.is_open(), "the connection survives");
+}
+
+#[test]
+fn references_are_counted_and_released() {
+    let now = Instant::now();
+    let node = Node::new();
+    let (mut a, mut b, key) = open(thing(&node), now);
+    let cb = thing(&node);
+    // b sends its object twice; a imports it once, counting two.
+    for _ in 0..2 {
+        b.call(
+            key,
+            7,
+            WireContext::default(),
+            vec![Outgoing::Export(cb.clone())],
+            Bytes::new(),
+            None,
+        )
+        .unwrap();
+    }
+    assert_eq!((b.tables().exports, b.tables().export_refs), (1, 2));
+    pump(&mut b, &mut a, now);
+    let mut generation = 0;
+    let mut alive = false;
+    for event in events(&mut a) {
+        let Event::Call(call) = event else { continue };
+        let [Incoming::Import { key, fingerprint }] = call.refs[..] else {
+            panic!("{:?}", call.refs)
+        };
+        assert_eq!(
+            fingerprint,
+            <ThingInterface as tether::Interface>::DESCRIPTOR.fingerprint()
+        );
+        generation = a.import(key, alive);
+        alive = true;
+    }
+    assert_eq!(a.tables().imports, 1);
+    // A proxy of an older generation going away gives back nothing.
+    a.drop_import(1, generation + 100);
+    pump(&mut a, &mut b, now);
+    assert_eq!(b.tables().export_refs, 2);
+    // The last proxy goes: both references are given back at once (b
+    // exports nothing but `cb`, and keys start at 1).
+    a.drop_import(1, generation);
+    pump(&mut a, &mut b, now);
+    assert_eq!(a.tables().imports, 0);
+    assert_eq!((b.tables().exports, b.tables().export_refs), (0, 0));
+}
+
+#[test]
+fn deadlines_expire_and_cancel() {
+    let now = Instant::now();
+    let node = Node::new();
+    let (mut a, mut b, key) = open(thing(&node), now);
+    let deadline = now + Duration::from_millis(50);
+    let id = b
+        .call(
+            key,
+            7,
+            WireContext::default(),
+            Vec::new(),
+            Bytes::new(),
+            Some(deadline),
+        )
+        .unwrap();
+    pump(&mut b, &mut a, now);
+    assert!(matches!(events(&mut a)[..], [Event::Call(_)]));
+    assert_eq!(a.tables().answers, 1);
+    assert_eq!(b.poll_timeout(), Some(deadline));
+    b.handle_timeout(now + Duration::from_millis(10));
+    assert!(events(&mut b).is_empty(), "not yet");
+    b.handle_timeout(deadline);
+    assert!(matches!(
+        events(&mut b).pop(),
+        Some(Event::Answer(got, Answer::Error(e))) if got == id && e.is_deadline_exceeded()
+    ));
+    pump(&mut b, &mut a, now);
+    let evs = events(&mut a);
+    assert!(
+        matches!(evs[..], [Event::Cancel(got)] if got == id),
+        "{evs:?}"
+    );
+    assert_eq!(a.tables().answers, 0);
+    // The late answer is dropped on both sides.
+    a.answer(id, Ok((Vec::new(), Bytes::new())));
+    pump(&mut a, &mut b, now);
+    assert!(events(&mut b).is_empty());
+}
+
+#[test]
+fn bad_input_closes_only_that_connection_with_a_goodbye() {
+    let now = Instant::now();
+    let node = Node::new();
+    let (mut a, mut b, key) = open(thing(&node), now);
+    let (mut c, mut d, _) = open(thing(&node), now);
+    let id = b
+        .call(
+            key,
+            7,
+            WireContext::default(),
+            Vec::new(),
+            Bytes::new(),
+            None,
+        )
+        .unwrap();
+    pump(&mut b, &mut a, now);
+    events(&mut a);
+    a.receive(Bytes::from_static(&[0x03, 0, 0, 0, 0xff]), now); // a truncated Call
+    assert!(a.is_closed());
+    let evs = events(&mut a);
+    assert!(
+        matches!(evs.last(), Some(Event::Closed(c)) if c.reason.contains("bad frame")),
+        "{evs:?}"
+    );
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::Cancel(got) if *got == id)),
+        "running calls stop"
+    );
+    pump(&mut a, &mut b, now);
+    let evs = events(&mut b);
+    assert!(evs.iter().any(|e| matches!(e, Event::Answer(got, Answer::Error(e)) if *got == id && e.is_disconnected())), "{evs:?}");
+    assert!(b.is_closed() && a.tables().exports == 0);
+    // The other connection is untouched.
+    assert!(c.is_open() && d.is_open());
+    d.call(1, 7, WireContext::default(), Vec::new(), Bytes::new(), None)
+        .unwrap();
+    pump(&mut d, &mut c, now);
+    assert!(matches!(events(&mut c).pop(), Some(Event::Call(_))));
+}
+
+#[test]
+fn the_first_frame_must_be_a_hello_of_this_version() {
+    let now = Instant::now();
+    let mut a = Session::new(config(1), None, now);
+    a.receive(
+        frame(Frame::Call(Call {
+            id: 1,
+            key: 1,
+            selector: 1,
+            context: WireContext::default(),
+            refs: vec![WireRef::Receiver { key: 1 }],
+            args: Bytes::new(),
+        })),
+        now,
+    );
+    assert!(a.is_closed());
+    let mut b = Session::new(config(1), None, now);
+    b.receive(
+        frame(Frame::Hello(Hello {
+            version: 99,
+            node: 2,
+            bootstrap: None,
+            credentials: None,
+            max_frame: 1024,
+            max_in_flight: 1,
+        })),
+        now,
+    );
+    assert!(
+        matches!(events(&mut b).pop(), Some(Event::Closed(c)) if c.reason.contains("version 99"))
+    );
+    // A silent peer is dropped after the hello timeout.
+    let mut c = Session::new(config(1), None, now);
+    c.handle_timeout(now + Duration::from_secs(11));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn a_peer_that_stops_reading_is_cut_off() {
+    let now = Instant::now();
+    let node = Node::new();
+    let small = SessionConfig {
+        max_unsent: 4096,
+        ..config(2)
+    };
+    let mut a = Session::new(config(1), Some(thing(&node)), now);
+    let mut b = Session::new(small, None, now);
+    pump(&mut a, &mut b, now);
+    events(&mut b);
+    let mut failed = None;
+    for _ in 0..100 {
+        if let Err(e) = b.call(
+            1,
+            7,
+            WireContext::default(),
+            Vec::new(),
+            Bytes::from(vec![0; 100]),
+            None,
+        ) {
+            failed = Some(e);
+            break;
+        }
+    }
+    assert!(failed.unwrap().is_disconnected());
+    assert!(
+        matches!(events(&mut b).pop(), Some(Event::Closed(c)) if c.reason.contains("stopped reading"))
+    );
+}
