@@ -1,0 +1,281 @@
+//! Round trips per carrier, against a raw tokio TCP echo of the same bytes
+//! as the floor. Client and server share one current-thread runtime (the
+//! stable placement on a 2-core machine); figures are printed as a table
+//! with ratios to the floor, measured in one run.
+//!
+//! `cargo bench --bench carriers` (add `-- --quick` for a short run).
+//!
+//! Not a criterion bench: criterion reports means, and this bench reports
+//! percentiles of one latency distribution and sustained throughput, which
+//! it measures directly.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use tether::transports::{Config, Peer, quic, tcp, ws};
+use tether::{Node, View};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+#[tether::interface]
+pub trait Bench {
+    async fn add(&self, a: u64, b: u64) -> u64;
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+}
+
+struct Server;
+impl Bench for Server {
+    async fn add(&self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+}
+
+/// The sizes the figures are taken over.
+struct Plan {
+    sequential: usize,
+    pipelined: usize,
+    echoes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    calls_per_s: f64,
+    mb_per_s: f64,
+}
+
+const IN_FLIGHT: usize = 64;
+const ECHO_IN_FLIGHT: usize = 8;
+const ECHO: usize = 64 * 1024;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn tether_figures(client: BenchClient, plan: &Plan) -> Figures {
+    for _ in 0..200 {
+        client.add(1, 2).await.unwrap();
+    }
+    let mut lat = Vec::with_capacity(plan.sequential);
+    for i in 0..plan.sequential as u64 {
+        let t = Instant::now();
+        assert_eq!(client.add(i, 1).await.unwrap(), i + 1);
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+
+    let t = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    let mut sent = 0;
+    while sent < plan.pipelined || !pending.is_empty() {
+        while sent < plan.pipelined && pending.len() < IN_FLIGHT {
+            pending.push(client.add(sent as u64, 1));
+            sent += 1;
+        }
+        pending.next().await.unwrap().unwrap();
+    }
+    let calls_per_s = plan.pipelined as f64 / t.elapsed().as_secs_f64();
+
+    let data = vec![0xa5_u8; ECHO];
+    let t = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    let mut sent = 0;
+    while sent < plan.echoes || !pending.is_empty() {
+        while sent < plan.echoes && pending.len() < ECHO_IN_FLIGHT {
+            pending.push(client.echo(data.clone()));
+            sent += 1;
+        }
+        assert_eq!(pending.next().await.unwrap().unwrap().len(), ECHO);
+    }
+    let mb_per_s = (plan.echoes * ECHO * 2) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    Figures {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        calls_per_s,
+        mb_per_s,
+    }
+}
+
+/// The floor: a raw length-delimited TCP echo of frames the size of
+/// Tether's (the `add` call frame, and a 64 KiB echo frame).
+async fn raw_figures(plan: &Plan) -> Figures {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut framed = Framed::new(stream, codec());
+        while let Some(Ok(frame)) = framed.next().await {
+            if framed.send(frame.freeze()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut framed = Framed::new(stream, codec());
+    // A Tether `add` call frame is 27 bytes, its return 10.
+    let call = Bytes::from(vec![1_u8; 27]);
+    let mut lat = Vec::with_capacity(plan.sequential);
+    for _ in 0..200 {
+        framed.send(call.clone()).await.unwrap();
+        framed.next().await.unwrap().unwrap();
+    }
+    for _ in 0..plan.sequential {
+        let t = Instant::now();
+        framed.send(call.clone()).await.unwrap();
+        framed.next().await.unwrap().unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let calls_per_s = pipelined(&mut framed, call, plan.pipelined, IN_FLIGHT).await;
+    let echo = Bytes::from(vec![0xa5_u8; ECHO + 16]);
+    let echoes_per_s = pipelined(&mut framed, echo, plan.echoes, ECHO_IN_FLIGHT).await;
+    drop(framed);
+    let _ = server.await;
+    Figures {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        calls_per_s,
+        mb_per_s: echoes_per_s * (ECHO * 2) as f64 / 1e6,
+    }
+}
+
+async fn pipelined(
+    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    frame: Bytes,
+    total: usize,
+    window: usize,
+) -> f64 {
+    let t = Instant::now();
+    let (mut sent, mut received) = (0, 0);
+    while received < total {
+        while sent < total && sent - received < window {
+            framed.feed(frame.clone()).await.unwrap();
+            sent += 1;
+        }
+        SinkExt::<Bytes>::flush(framed).await.unwrap();
+        framed.next().await.unwrap().unwrap();
+        received += 1;
+    }
+    total as f64 / t.elapsed().as_secs_f64()
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .little_endian()
+        .length_field_length(4)
+        .new_codec()
+}
+
+fn server_node() -> Node {
+    let node = Node::new();
+    let exposed = node
+        .expose(Server)
+        .with_view("bench", View::<BenchInterface>::new())
+        .unwrap();
+    node.publish("bench", exposed.view("bench").unwrap());
+    node
+}
+
+async fn over(peer: Peer, plan: &Plan) -> Figures {
+    let client: BenchClient = peer.lookup("bench").await.unwrap();
+    let f = tether_figures(client.clone(), plan).await;
+    drop(client);
+    peer.close().await;
+    f
+}
+
+async fn run(plan: Plan) {
+    let server = server_node();
+    let node = Node::new();
+    let raw = raw_figures(&plan).await;
+
+    let l = tcp::serve(&server, "127.0.0.1:0", Config::new())
+        .await
+        .unwrap();
+    let tcp_f = over(
+        tcp::connect(&node, l.local_addr(), Config::new())
+            .await
+            .unwrap(),
+        &plan,
+    )
+    .await;
+    l.close().await;
+
+    let l = ws::serve(&server, "127.0.0.1:0", Config::new())
+        .await
+        .unwrap();
+    let url = format!("ws://{}/", l.local_addr());
+    let ws_f = over(
+        ws::connect(&node, &url, Config::new()).await.unwrap(),
+        &plan,
+    )
+    .await;
+    l.close().await;
+
+    let (cert, key) = quic::dev_certificate(&["localhost"]).unwrap();
+    let tls = quic::server_config(vec![cert.clone()], key).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let l = quic::serve(&server, addr, tls, Config::new())
+        .await
+        .unwrap();
+    let tls = quic::client_config(quic::trust(cert).unwrap()).unwrap();
+    let peer = quic::connect(&node, l.local_addr(), "localhost", tls, Config::new())
+        .await
+        .unwrap();
+    let quic_f = over(peer, &plan).await;
+    l.close().await;
+
+    println!(
+        "| carrier | add p50 | add p99 | p50 vs floor | calls/s, 64 in flight | vs floor | 64 KiB echo MB/s, 8 in flight | vs floor |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, f) in [
+        ("raw TCP echo (floor)", raw),
+        ("Tether TCP", tcp_f),
+        ("Tether WebSocket", ws_f),
+        ("Tether QUIC", quic_f),
+    ] {
+        println!(
+            "| {name} | {:.1} µs | {:.1} µs | {:.2}× | {:.0} | {:.0}% | {:.0} | {:.0}% |",
+            f.p50.as_secs_f64() * 1e6,
+            f.p99.as_secs_f64() * 1e6,
+            f.p50.as_secs_f64() / raw.p50.as_secs_f64(),
+            f.calls_per_s,
+            100.0 * f.calls_per_s / raw.calls_per_s,
+            f.mb_per_s,
+            100.0 * f.mb_per_s / raw.mb_per_s,
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `--quick` shortens the run.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let plan = if quick {
+        Plan {
+            sequential: 500,
+            pipelined: 2_000,
+            echoes: 200,
+        }
+    } else {
+        Plan {
+            sequential: 20_000,
+            pipelined: 100_000,
+            echoes: 4_000,
+        }
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(plan));
+}
