@@ -100,7 +100,7 @@ pub mod filters {
     pub use tether_filters::*;
 }
 
-/// The Tether wire protocol (so far: its frames; see PROTOCOL.md).
+/// The Tether wire protocol and its carriers (memory, TCP, WebSocket, QUIC); see PROTOCOL.md.
 pub mod transports {
     pub use tether_transports::*;
 }

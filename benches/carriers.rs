@@ -9,6 +9,8 @@
 //! percentiles of one latency distribution and sustained throughput, which
 //! it measures directly.
 
+#![allow(missing_docs, clippy::unwrap_used)] // a benchmark: any failure should stop it loudly
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
