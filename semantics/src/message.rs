@@ -109,19 +109,7 @@ impl Target {
         interface: &'static InterfaceDescriptor,
         type_name: &'static str,
     ) -> Self {
-        Target(Arc::new(ViewSlot {
-            object: Arc::new(ObjectEntry {
-                node: NodeId(0),
-                id: ObjectId(0),
-                type_name,
-                state: ObjectState::default(),
-                object: None,
-            }),
-            name: view.into(),
-            interface,
-            current: arc_swap::ArcSwapOption::empty(),
-            all_sync: std::sync::atomic::AtomicBool::new(true),
-        }))
+        Self::unattached(NodeId(0), ObjectId(0), view, interface, type_name)
     }
 
     /// The target of a reference to an object on another node: the object
@@ -133,11 +121,23 @@ impl Target {
         view: &str,
         interface: &'static InterfaceDescriptor,
     ) -> Self {
+        Self::unattached(node, object, view, interface, "remote object")
+    }
+
+    /// A target with no view installed (calls go elsewhere) and its own
+    /// per-object state.
+    fn unattached(
+        node: NodeId,
+        id: ObjectId,
+        view: &str,
+        interface: &'static InterfaceDescriptor,
+        type_name: &'static str,
+    ) -> Self {
         Target(Arc::new(ViewSlot {
             object: Arc::new(ObjectEntry {
                 node,
-                id: object,
-                type_name: "remote object",
+                id,
+                type_name,
                 state: ObjectState::default(),
                 object: None,
             }),

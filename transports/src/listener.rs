@@ -52,6 +52,35 @@ impl Listener {
     }
 }
 
+/// Listens on `addr` and hands every TCP connection accepted, with the
+/// listener's list of peers, to `on_stream`: what TCP and WebSocket share.
+pub(crate) async fn serve_tcp<F>(
+    addr: impl tokio::net::ToSocketAddrs,
+    carrier: &'static str,
+    on_stream: F,
+) -> std::io::Result<Listener>
+where
+    F: Fn(tokio::net::TcpStream, &Peers) + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local_addr = listener.local_addr()?;
+    let peers: Peers = Arc::new(Mutex::new(Vec::new()));
+    let accepted = Arc::clone(&peers);
+    let accept = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => on_stream(stream, &accepted),
+                Err(e) => {
+                    // Out of descriptors and the like: wait, then go on.
+                    tracing::warn!(error = %e, carrier, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    Ok(Listener::new(local_addr, peers, accept))
+}
+
 /// Records a new connection, forgetting closed ones.
 pub(crate) fn admit(peers: &Peers, peer: Peer) {
     let mut peers = peers.lock().unwrap_or_else(|p| p.into_inner());

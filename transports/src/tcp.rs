@@ -3,16 +3,15 @@
 //! a call is sent as soon as it is written.
 
 use std::io;
-use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use tether_semantics::Node;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::connection::{FrameSink, FrameStream};
-use crate::listener::{Listener, admit};
+use crate::listener::{Listener, admit, serve_tcp};
 use crate::{Config, Peer};
 
 /// Listens on `addr` and serves every connection for `node`.
@@ -32,26 +31,14 @@ use crate::{Config, Peer};
 /// # Ok(()) }
 /// ```
 pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io::Result<Listener> {
-    let listener = TcpListener::bind(addr).await?;
-    let local_addr = listener.local_addr()?;
-    let peers = Arc::new(Mutex::new(Vec::new()));
     let node = node.clone();
-    let accepted = Arc::clone(&peers);
-    let accept = tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => match over(&node, stream, config.clone()) {
-                    Ok(peer) => admit(&accepted, peer),
-                    Err(e) => tracing::warn!(error = %e, "cannot set up a TCP connection"),
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "TCP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
+    serve_tcp(addr, "tcp", move |stream, peers| {
+        match over(&node, stream, config.clone()) {
+            Ok(peer) => admit(peers, peer),
+            Err(e) => tracing::warn!(error = %e, "cannot set up a TCP connection"),
         }
-    });
-    Ok(Listener::new(local_addr, peers, accept))
+    })
+    .await
 }
 
 /// Connects to the node listening at `addr`.

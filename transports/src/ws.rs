@@ -3,18 +3,18 @@
 //! [`serve`]'s listener and speak the protocol.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt, future};
 use tether_semantics::Node;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::ToSocketAddrs;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::connection::{FrameSink, FrameStream};
-use crate::listener::{Listener, admit};
+use crate::listener::{Listener, admit, serve_tcp};
 use crate::{Config, Peer};
 
 fn ws_config(config: &Config) -> WebSocketConfig {
@@ -26,39 +26,25 @@ fn ws_config(config: &Config) -> WebSocketConfig {
 /// Listens on `addr` for WebSocket connections (any path) and serves each
 /// for `node`.
 pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io::Result<Listener> {
-    let listener = TcpListener::bind(addr).await?;
-    let local_addr = listener.local_addr()?;
-    let peers = Arc::new(Mutex::new(Vec::new()));
     let node = node.clone();
-    let accepted = Arc::clone(&peers);
-    let accept = tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "WebSocket accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let node = node.clone();
-            let config = config.clone();
-            let accepted = Arc::clone(&accepted);
-            // The handshake runs in its own task: a slow client must not
-            // hold up the others.
-            tokio::spawn(async move {
-                let handshake =
-                    tokio_tungstenite::accept_async_with_config(stream, Some(ws_config(&config)));
-                match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
-                    Ok(Ok(ws)) => admit(&accepted, over(&node, ws, config)),
-                    Ok(Err(e)) => tracing::debug!(error = %e, "WebSocket handshake failed"),
-                    Err(_) => tracing::debug!("WebSocket handshake timed out"),
-                }
-            });
-        }
-    });
-    Ok(Listener::new(local_addr, peers, accept))
+    serve_tcp(addr, "websocket", move |stream, peers| {
+        let _ = stream.set_nodelay(true);
+        let node = node.clone();
+        let config = config.clone();
+        let peers = Arc::clone(peers);
+        // The handshake runs in its own task: a slow client must not hold
+        // up the others.
+        tokio::spawn(async move {
+            let handshake =
+                tokio_tungstenite::accept_async_with_config(stream, Some(ws_config(&config)));
+            match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
+                Ok(Ok(ws)) => admit(&peers, over(&node, ws, config)),
+                Ok(Err(e)) => tracing::debug!(error = %e, "WebSocket handshake failed"),
+                Err(_) => tracing::debug!("WebSocket handshake timed out"),
+            }
+        });
+    })
+    .await
 }
 
 /// Connects to the node serving WebSocket connections at `url`
