@@ -1,5 +1,7 @@
 //! Calls and their replies.
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -86,20 +88,21 @@ pub struct Call {
     pub args: Bytes,
 }
 
-/// Where a call goes: the part [`Call`] and [`OnewayCall`] share.
+/// Where a call goes: the part [`Call`] and [`OnewayCall`] share. Borrows
+/// the reference table when encoding, owns it when decoded.
 #[derive(Serialize, Deserialize)]
-struct Address {
+struct Address<'a> {
     key: u32,
     #[serde(with = "super::fixed::u32le")]
     selector: u32,
     context: WireContext,
-    refs: Vec<WireRef>,
+    refs: Cow<'a, [WireRef]>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct CallHeader {
+struct CallHeader<'a> {
     id: u64,
-    to: Address,
+    to: Address<'a>,
 }
 
 impl Call {
@@ -108,7 +111,7 @@ impl Call {
             key: self.key,
             selector: self.selector,
             context: self.context,
-            refs: self.refs.clone(),
+            refs: Cow::Borrowed(&self.refs),
         };
         put_then(tag, out, &CallHeader { id: self.id, to }, &self.args)
     }
@@ -120,7 +123,7 @@ impl Call {
             key: to.key,
             selector: to.selector,
             context: to.context,
-            refs: to.refs,
+            refs: to.refs.into_owned(),
             args,
         })
     }
@@ -155,18 +158,18 @@ impl OnewayCall {
             key: self.key,
             selector: self.selector,
             context: self.context,
-            refs: self.refs.clone(),
+            refs: Cow::Borrowed(&self.refs),
         };
         put_then(tag, out, &to, &self.args)
     }
 
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
-        let (to, args): (Address, _) = take_then(tag, &body)?;
+        let (to, args): (Address<'_>, _) = take_then(tag, &body)?;
         Ok(OnewayCall {
             key: to.key,
             selector: to.selector,
             context: to.context,
-            refs: to.refs,
+            refs: to.refs.into_owned(),
             args,
         })
     }
@@ -228,42 +231,37 @@ pub struct WireError {
 }
 
 #[derive(Serialize, Deserialize)]
-enum ReturnStatus {
-    Ok(Vec<WireRef>),
-    Err(WireError),
+enum ReturnStatus<'a> {
+    Ok(Cow<'a, [WireRef]>),
+    Err(Cow<'a, WireError>),
 }
 
 #[derive(Serialize, Deserialize)]
-struct ReturnHeader {
+struct ReturnHeader<'a> {
     id: u64,
-    status: ReturnStatus,
+    status: ReturnStatus<'a>,
 }
 
 impl Return {
     pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
+        let id = self.id;
         match &self.outcome {
             Outcome::Ok(refs, value) => {
-                let header = ReturnHeader {
-                    id: self.id,
-                    status: ReturnStatus::Ok(refs.clone()),
-                };
-                put_then(tag, out, &header, value)
+                let status = ReturnStatus::Ok(Cow::Borrowed(refs));
+                put_then(tag, out, &ReturnHeader { id, status }, value)
             }
             Outcome::Err(error) => {
-                let header = ReturnHeader {
-                    id: self.id,
-                    status: ReturnStatus::Err(error.clone()),
-                };
-                put(tag, out, &header)
+                let status = ReturnStatus::Err(Cow::Borrowed(error));
+                put(tag, out, &ReturnHeader { id, status })
             }
         }
     }
 
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
-        let (h, rest): (ReturnHeader, Bytes) = take_then(tag, &body)?;
+        let (h, rest): (ReturnHeader<'_>, Bytes) = take_then(tag, &body)?;
         let outcome = match h.status {
-            ReturnStatus::Ok(refs) => Outcome::Ok(refs, rest),
-            ReturnStatus::Err(e) if rest.is_empty() => Outcome::Err(e),
+            ReturnStatus::Ok(refs) => Outcome::Ok(refs.into_owned(), rest),
+            ReturnStatus::Err(e) if rest.is_empty() => Outcome::Err(e.into_owned()),
             ReturnStatus::Err(_) => {
                 return Err(FrameError::Malformed {
                     tag,
