@@ -551,7 +551,7 @@ async fn read_loop(shared: Arc<Shared>, mut stream: FrameStream) {
         };
         tokio::select! {
             frame = stream.next() => match frame {
-                Some(Ok(bytes)) => shared.with(|core| core.session.receive(bytes, Instant::now())),
+                Some(Ok(bytes)) => shared.with(|core| core.session.receive(bytes)),
                 Some(Err(e)) => shared.with(|core| core.session.carrier_lost(format!("the carrier failed: {e}"))),
                 None => shared.with(|core| core.session.carrier_lost("the peer closed the connection".into())),
             },

@@ -233,16 +233,10 @@ impl Session {
             config,
         };
         if let Some(target) = bootstrap {
-            let key = session.take_key();
-            session.keys.insert(target.clone(), key);
-            session.exports.insert(
-                key,
-                Export {
-                    target,
-                    count: 0,
-                    pinned: true,
-                },
-            );
+            let key = session.peek_key(&target);
+            if let Some(export) = session.exports.get_mut(&key) {
+                export.pinned = true;
+            }
             session.bootstrap = Some(key);
         }
         let hello = Hello {
@@ -336,7 +330,7 @@ impl Session {
     }
 
     /// Takes in one frame from the carrier.
-    pub fn receive(&mut self, frame: Bytes, now: Instant) {
+    pub fn receive(&mut self, frame: Bytes) {
         if self.is_closed() {
             return;
         }
@@ -347,7 +341,6 @@ impl Session {
             Ok(frame) => frame,
             Err(e) => return self.close(format!("bad frame: {e}")),
         };
-        let _ = now;
         if let State::AwaitingHello { .. } = self.state {
             return match frame {
                 Frame::Hello(hello) if hello.version == VERSION => {
@@ -423,11 +416,8 @@ impl Session {
                 this.send_error(id, Error::new(kind, message));
             }
         };
-        if id.is_some_and(|id| self.answers.contains(&id)) {
-            return self.close(format!(
-                "call id {} reused while in flight",
-                id.unwrap_or(0)
-            ));
+        if let Some(id) = id.filter(|id| self.answers.contains(id)) {
+            return self.close(format!("call id {id} reused while in flight"));
         }
         let Some(target) = self.exports.get(&key).map(|e| e.target.clone()) else {
             return refuse(
@@ -732,35 +722,41 @@ impl Session {
     /// sends it, unless it is too large for the peer.
     fn send_out(&mut self, mut frame: Frame, refs: Vec<Outgoing>) -> Result<(), Error> {
         let wire: Vec<WireRef> = refs
-            .iter()
+            .into_iter()
             .map(|r| match r {
-                Outgoing::Home(key) => WireRef::Receiver { key: *key },
+                Outgoing::Home(key) => WireRef::Receiver { key },
                 Outgoing::Export(target) => WireRef::Sender {
-                    key: self.peek_key(target),
+                    key: self.peek_key(&target),
                     fingerprint: target.interface().fingerprint(),
                 },
             })
             .collect();
-        match &mut frame {
-            Frame::Call(c) => c.refs = wire,
-            Frame::Oneway(c) => c.refs = wire,
+        // Counted once the frame is sure to be sent (no allocation when
+        // the value holds no references).
+        let exported: Vec<u32> = wire
+            .iter()
+            .filter_map(|r| match *r {
+                WireRef::Sender { key, .. } => Some(key),
+                WireRef::Receiver { .. } => None,
+            })
+            .collect();
+        let table = match &mut frame {
+            Frame::Call(c) => &mut c.refs,
+            Frame::Oneway(c) => &mut c.refs,
             Frame::Return(Return {
                 outcome: Outcome::Ok(r, _),
                 ..
-            }) => *r = wire,
-            _ => {}
-        }
+            }) => r,
+            _ => unreachable!("only calls and returns carry values"),
+        };
+        *table = wire;
         let bytes = encode(&frame).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         if bytes.len() > self.peer_max_frame {
             // Nothing was exported: the keys peeked are released again.
             self.drop_unsent_keys();
-            let what = match frame {
-                Frame::Return(_) => "result",
-                _ => "arguments",
-            };
-            let kind = match frame {
-                Frame::Return(_) => ErrorKind::Failed,
-                _ => ErrorKind::BadArguments,
+            let (kind, what) = match frame {
+                Frame::Return(_) => (ErrorKind::Failed, "result"),
+                _ => (ErrorKind::BadArguments, "arguments"),
             };
             return Err(Error::new(
                 kind,
@@ -771,13 +767,9 @@ impl Session {
                 ),
             ));
         }
-        for r in refs {
-            if let Outgoing::Export(target) = r {
-                if let Some(key) = self.keys.get(&target).copied() {
-                    if let Some(e) = self.exports.get_mut(&key) {
-                        e.count += 1;
-                    }
-                }
+        for key in exported {
+            if let Some(e) = self.exports.get_mut(&key) {
+                e.count += 1;
             }
         }
         self.push(bytes);

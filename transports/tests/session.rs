@@ -30,9 +30,9 @@ fn thing(node: &Node) -> Ref {
 }
 
 /// Moves every frame `from` has to send into `to`.
-fn pump(from: &mut Session, to: &mut Session, now: Instant) {
+fn pump(from: &mut Session, to: &mut Session) {
     while let Some(frame) = from.poll_transmit() {
-        to.receive(frame, now);
+        to.receive(frame);
     }
 }
 
@@ -51,8 +51,8 @@ fn config(node: u64) -> SessionConfig {
 fn open(bootstrap: Ref, now: Instant) -> (Session, Session, u32) {
     let mut a = Session::new(config(1), Some(bootstrap), now);
     let mut b = Session::new(config(2), None, now);
-    pump(&mut a, &mut b, now);
-    pump(&mut b, &mut a, now);
+    pump(&mut a, &mut b);
+    pump(&mut b, &mut a);
     let key = match events(&mut b).pop() {
         Some(Event::Opened(Hello {
             bootstrap: Some(key),
@@ -87,7 +87,7 @@ fn a_call_and_its_answer() {
         )
         .unwrap();
     assert_eq!(b.tables().questions, 1);
-    pump(&mut b, &mut a, now);
+    pump(&mut b, &mut a);
     let call = match events(&mut a).pop() {
         Some(Event::Call(call)) => call,
         other => panic!("{other:?}"),
@@ -98,7 +98,7 @@ fn a_call_and_its_answer() {
     );
     assert_eq!(a.tables().answers, 1);
     a.answer(id, Ok((Vec::new(), Bytes::from_static(b"\x2a"))));
-    pump(&mut a, &mut b, now);
+    pump(&mut a, &mut b);
     match events(&mut b).pop() {
         Some(Event::Answer(got, Answer::Value(refs, bytes))) => {
             assert_eq!((got, refs.len(), &bytes[..]), (id, 0, &b"\x2a"[..]));
@@ -124,9 +124,9 @@ fn keys_never_handed_out_reach_nothing() {
             None,
         )
         .unwrap();
-    pump(&mut b, &mut a, now);
+    pump(&mut b, &mut a);
     assert!(events(&mut a).is_empty(), "nothing runs");
-    pump(&mut a, &mut b, now);
+    pump(&mut a, &mut b);
     match events(&mut b).pop() {
         Some(Event::Answer(got, Answer::Error(e))) => {
             assert_eq!((got, e.kind()), (id, ErrorKind::UnknownObject));
@@ -143,9 +143,9 @@ fn keys_never_handed_out_reach_nothing() {
         None,
     )
     .unwrap();
-    pump(&mut b, &mut a, now);
+    pump(&mut b, &mut a);
     assert!(events(&mut a).is_empty(), "nothing runs");
-    pump(&mut a, &mut b, now);
+    pump(&mut a, &mut b);
     assert!(matches!(
         events(&mut b).pop(),
         Some(Event::Answer(_, Answer::Error(e))) if e.is_unknown_object()
@@ -172,7 +172,7 @@ fn references_are_counted_and_released() {
         .unwrap();
     }
     assert_eq!((b.tables().exports, b.tables().export_refs), (1, 2));
-    pump(&mut b, &mut a, now);
+    pump(&mut b, &mut a);
     let mut generation = 0;
     let mut alive = false;
     for event in events(&mut a) {
@@ -190,12 +190,12 @@ fn references_are_counted_and_released() {
     assert_eq!(a.tables().imports, 1);
     // A proxy of an older generation going away gives back nothing.
     a.drop_import(1, generation + 100);
-    pump(&mut a, &mut b, now);
+    pump(&mut a, &mut b);
     assert_eq!(b.tables().export_refs, 2);
     // The last proxy goes: both references are given back at once (b
     // exports nothing but `cb`, and keys start at 1).
     a.drop_import(1, generation);
-    pump(&mut a, &mut b, now);
+    pump(&mut a, &mut b);
     assert_eq!(a.tables().imports, 0);
     assert_eq!((b.tables().exports, b.tables().export_refs), (0, 0));
 }
@@ -216,7 +216,7 @@ fn deadlines_expire_and_cancel() {
             Some(deadline),
         )
         .unwrap();
-    pump(&mut b, &mut a, now);
+    pump(&mut b, &mut a);
     assert!(matches!(events(&mut a)[..], [Event::Call(_)]));
     assert_eq!(a.tables().answers, 1);
     assert_eq!(b.poll_timeout(), Some(deadline));
@@ -227,7 +227,7 @@ fn deadlines_expire_and_cancel() {
         events(&mut b).pop(),
         Some(Event::Answer(got, Answer::Error(e))) if got == id && e.is_deadline_exceeded()
     ));
-    pump(&mut b, &mut a, now);
+    pump(&mut b, &mut a);
     let evs = events(&mut a);
     assert!(
         matches!(evs[..], [Event::Cancel(got)] if got == id),
@@ -236,7 +236,7 @@ fn deadlines_expire_and_cancel() {
     assert_eq!(a.tables().answers, 0);
     // The late answer is dropped on both sides.
     a.answer(id, Ok((Vec::new(), Bytes::new())));
-    pump(&mut a, &mut b, now);
+    pump(&mut a, &mut b);
     assert!(events(&mut b).is_empty());
 }
 
@@ -256,9 +256,9 @@ fn bad_input_closes_only_that_connection_with_a_goodbye() {
             None,
         )
         .unwrap();
-    pump(&mut b, &mut a, now);
+    pump(&mut b, &mut a);
     events(&mut a);
-    a.receive(Bytes::from_static(&[0x03, 0, 0, 0, 0xff]), now); // a truncated Call
+    a.receive(Bytes::from_static(&[0x03, 0, 0, 0, 0xff])); // a truncated Call
     assert!(a.is_closed());
     let evs = events(&mut a);
     assert!(
@@ -270,7 +270,7 @@ fn bad_input_closes_only_that_connection_with_a_goodbye() {
             .any(|e| matches!(e, Event::Cancel(got) if *got == id)),
         "running calls stop"
     );
-    pump(&mut a, &mut b, now);
+    pump(&mut a, &mut b);
     let evs = events(&mut b);
     assert!(evs.iter().any(|e| matches!(e, Event::Answer(got, Answer::Error(e)) if *got == id && e.is_disconnected())), "{evs:?}");
     assert!(b.is_closed() && a.tables().exports == 0);
@@ -278,7 +278,7 @@ fn bad_input_closes_only_that_connection_with_a_goodbye() {
     assert!(c.is_open() && d.is_open());
     d.call(1, 7, WireContext::default(), Vec::new(), Bytes::new(), None)
         .unwrap();
-    pump(&mut d, &mut c, now);
+    pump(&mut d, &mut c);
     assert!(matches!(events(&mut c).pop(), Some(Event::Call(_))));
 }
 
@@ -286,30 +286,24 @@ fn bad_input_closes_only_that_connection_with_a_goodbye() {
 fn the_first_frame_must_be_a_hello_of_this_version() {
     let now = Instant::now();
     let mut a = Session::new(config(1), None, now);
-    a.receive(
-        frame(Frame::Call(Call {
-            id: 1,
-            key: 1,
-            selector: 1,
-            context: WireContext::default(),
-            refs: vec![WireRef::Receiver { key: 1 }],
-            args: Bytes::new(),
-        })),
-        now,
-    );
+    a.receive(frame(Frame::Call(Call {
+        id: 1,
+        key: 1,
+        selector: 1,
+        context: WireContext::default(),
+        refs: vec![WireRef::Receiver { key: 1 }],
+        args: Bytes::new(),
+    })));
     assert!(a.is_closed());
     let mut b = Session::new(config(1), None, now);
-    b.receive(
-        frame(Frame::Hello(Hello {
-            version: 99,
-            node: 2,
-            bootstrap: None,
-            credentials: None,
-            max_frame: 1024,
-            max_in_flight: 1,
-        })),
-        now,
-    );
+    b.receive(frame(Frame::Hello(Hello {
+        version: 99,
+        node: 2,
+        bootstrap: None,
+        credentials: None,
+        max_frame: 1024,
+        max_in_flight: 1,
+    })));
     assert!(
         matches!(events(&mut b).pop(), Some(Event::Closed(c)) if c.reason.contains("version 99"))
     );
@@ -329,7 +323,7 @@ fn a_peer_that_stops_reading_is_cut_off() {
     };
     let mut a = Session::new(config(1), Some(thing(&node)), now);
     let mut b = Session::new(small, None, now);
-    pump(&mut a, &mut b, now);
+    pump(&mut a, &mut b);
     events(&mut b);
     let mut failed = None;
     for _ in 0..100 {
