@@ -412,16 +412,10 @@ impl Shared {
                 tracing::debug!(?tag, len = body.len(), "ignoring an extension frame");
             }
             Event::Closed(closed) => {
+                // The session answered every question and cancelled every
+                // running call before this event, so `pending`, `running`
+                // and `describing` are empty already.
                 tracing::debug!(node = %self.node.id(), reason = %closed.reason, "connection closed");
-                core.garbage.extend(
-                    core.pending
-                        .drain()
-                        .map(|p| Box::new(p) as Box<dyn Any + Send>),
-                );
-                for (_, task) in core.running.drain() {
-                    task.abort();
-                }
-                core.describing.clear();
                 let bootstrap = core.bootstrap.take();
                 core.garbage.push(Box::new(bootstrap));
                 return Some(closed);
@@ -539,10 +533,13 @@ fn proxy_of(r: &Ref) -> Option<&Proxy> {
 
 async fn read_loop(shared: Arc<Shared>, mut stream: FrameStream) {
     loop {
-        if shared.lock().session.is_closed() {
-            break;
-        }
-        let timeout = shared.lock().session.poll_timeout();
+        let timeout = {
+            let core = shared.lock();
+            if core.session.is_closed() {
+                break;
+            }
+            core.session.poll_timeout()
+        };
         let sleep = async {
             match timeout {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -633,7 +630,6 @@ pub(crate) struct Proxy {
     interface: OnceLock<&'static InterfaceDescriptor>,
     target: OnceLock<Target>,
     view: watch::Sender<Option<Result<Arc<WireView>, String>>>,
-    me: Weak<Proxy>,
 }
 
 /// The interface of a remote reference no typed stub has claimed yet.
@@ -641,7 +637,7 @@ static UNTYPED: &InterfaceDescriptor = &InterfaceDescriptor::new("(remote, untyp
 
 impl Proxy {
     fn new(shared: &Arc<Shared>, key: u32, generation: Option<u64>, fingerprint: u64) -> Arc<Self> {
-        Arc::new_cyclic(|me| Proxy {
+        Arc::new(Proxy {
             shared: Arc::clone(shared),
             key,
             generation,
@@ -649,7 +645,6 @@ impl Proxy {
             interface: OnceLock::new(),
             target: OnceLock::new(),
             view: watch::Sender::new(None),
-            me: me.clone(),
         })
     }
 
@@ -665,14 +660,10 @@ impl Proxy {
         self.view.send_replace(Some(view));
     }
 
-    /// Waits until the view's description has arrived.
+    /// Waits until the view's description, asked for when the reference
+    /// was imported, has arrived.
     async fn described(&self) -> Result<(), Error> {
         if self.view.borrow().is_none() {
-            self.shared.with(|core| {
-                let id = core.session.describe(self.key)?;
-                core.describing.insert(id, self.me.clone());
-                Ok::<_, Error>(())
-            })?;
             let mut rx = self.view.subscribe();
             let mut status = self.shared.status.subscribe();
             let view = async {
