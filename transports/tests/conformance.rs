@@ -188,6 +188,23 @@ async fn accepted(listener: &Listener) -> Peer {
     panic!("the listener accepted no connection within 5 s");
 }
 
+/// The link of a client connected to `listener`.
+async fn linked(client: Peer, listener: Listener) -> Link {
+    client.opened().await.unwrap();
+    let server = accepted(&listener).await;
+    Link {
+        client,
+        server,
+        listener: Some(listener),
+    }
+}
+
+/// A call of `slow` that runs until it is aborted.
+fn spawn_slow(calc: &CalcClient) -> tokio::task::JoinHandle<Result<u64, tether::Error>> {
+    let calc = calc.clone();
+    tokio::spawn(async move { calc.slow(60_000).await })
+}
+
 async fn link_memory(server: &Node, client: &Node, sc: Config, cc: Config) -> Link {
     let (client, server) = memory::pair(client, server, cc, sc);
     client.opened().await.unwrap();
@@ -204,26 +221,14 @@ async fn link_tcp(server: &Node, client: &Node, sc: Config, cc: Config) -> Link 
     let client = tcp::connect(client, listener.local_addr(), cc)
         .await
         .unwrap();
-    client.opened().await.unwrap();
-    let server = accepted(&listener).await;
-    Link {
-        client,
-        server,
-        listener: Some(listener),
-    }
+    linked(client, listener).await
 }
 
 async fn link_ws(server: &Node, client: &Node, sc: Config, cc: Config) -> Link {
     let listener = ws::serve(server, "127.0.0.1:0", sc).await.unwrap();
     let url = format!("ws://{}/", listener.local_addr());
     let client = ws::connect(client, &url, cc).await.unwrap();
-    client.opened().await.unwrap();
-    let server = accepted(&listener).await;
-    Link {
-        client,
-        server,
-        listener: Some(listener),
-    }
+    linked(client, listener).await
 }
 
 async fn link_quic(server: &Node, client: &Node, sc: Config, cc: Config) -> Link {
@@ -236,13 +241,7 @@ async fn link_quic(server: &Node, client: &Node, sc: Config, cc: Config) -> Link
     let client = quic::connect(client, listener.local_addr(), "localhost", tls, cc)
         .await
         .unwrap();
-    client.opened().await.unwrap();
-    let server = accepted(&listener).await;
-    Link {
-        client,
-        server,
-        listener: Some(listener),
-    }
+    linked(client, listener).await
 }
 
 /// Polls `cond` every 10 ms, up to 5 s; fails the test if it never holds.
@@ -566,10 +565,7 @@ async fn disconnection(link: Linker) {
     let node = Node::new();
     let l = link(&world, &node).await;
     let calc: CalcClient = l.client.lookup("calc").await.unwrap();
-    let pending = tokio::spawn({
-        let calc = calc.clone();
-        async move { calc.slow(60_000).await }
-    });
+    let pending = spawn_slow(&calc);
     eventually("the slow call runs", || l.server.tables().answers == 1).await;
     l.server.abort();
     let e = pending.await.unwrap().unwrap_err();
@@ -596,14 +592,8 @@ async fn limits(link: LinkerWith) {
     assert_eq!(calc.echo(vec![7; 1024]).await.unwrap(), vec![7; 1024]);
 
     // Beyond two calls in flight: overloaded, at once.
-    let a = tokio::spawn({
-        let c = calc.clone();
-        async move { c.slow(60_000).await }
-    });
-    let b = tokio::spawn({
-        let c = calc.clone();
-        async move { c.slow(60_000).await }
-    });
+    let a = spawn_slow(&calc);
+    let b = spawn_slow(&calc);
     eventually("two calls run", || l.server.tables().answers == 2).await;
     let e = calc.add(1, 1).await.unwrap_err();
     assert!(e.is_overloaded(), "{e}");
