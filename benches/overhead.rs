@@ -8,7 +8,6 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
@@ -19,7 +18,7 @@ use tether::filters::transaction::TxCell;
 use tether::filters::{LoggingLayer, MutexLayer, TransactionLayer};
 use tether::{Client, Node};
 use tower::util::BoxCloneService;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 #[tether::interface]
 pub trait Calc {
@@ -62,31 +61,9 @@ impl Calc for Adder {
     }
 }
 
-/// A filter that does nothing but forward: the cost of one layer.
-#[derive(Clone, Copy, Debug)]
-pub struct PassLayer;
-
-#[derive(Clone, Copy, Debug)]
-pub struct Pass<S>(S);
-
-impl<S> Layer<S> for PassLayer {
-    type Service = Pass<S>;
-    fn layer(&self, inner: S) -> Pass<S> {
-        Pass(inner)
-    }
-}
-
-impl<S: Service<R>, R> Service<R> for Pass<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-    fn call(&mut self, req: R) -> S::Future {
-        self.0.call(req)
-    }
-}
+#[path = "support/pass.rs"]
+mod pass;
+use pass::PassLayer;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -14,14 +14,13 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tether::abstractions::{FutureCall, Multicast, Policy};
 use tether::filters::access::{AccessLayer, Who};
 use tether::filters::{LoggingLayer, MutexLayer};
 use tether::{Client, Node};
 use tower::util::BoxCloneService;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 /// The method measured.
 #[tether::interface]
@@ -38,31 +37,9 @@ impl Calc for Adder {
     }
 }
 
-/// A filter that only forwards.
-#[derive(Clone, Copy)]
-struct PassLayer;
-
-#[derive(Clone, Copy)]
-struct Pass<S>(S);
-
-impl<S> Layer<S> for PassLayer {
-    type Service = Pass<S>;
-    fn layer(&self, inner: S) -> Pass<S> {
-        Pass(inner)
-    }
-}
-
-impl<S: Service<R>, R> Service<R> for Pass<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-    fn call(&mut self, req: R) -> S::Future {
-        self.0.call(req)
-    }
-}
+#[path = "../benches/support/pass.rs"]
+mod pass;
+use pass::PassLayer;
 
 fn client<L>(node: &Node, view: tether::View<CalcInterface, L>) -> CalcClient
 where
