@@ -152,10 +152,29 @@ impl Ref {
         args: Value,
         context: Context,
     ) -> BoxFuture<'static, Result<Value, Error>> {
-        if let Err(e) = self.resolve(selector) {
-            return Box::pin(async move { Err(e) });
+        let failed = |e: Error| -> BoxFuture<'static, Result<Value, Error>> {
+            Box::pin(async move { Err(e) })
+        };
+        match &self.0 {
+            // One load of the view checks the method and runs the stack,
+            // as in `call_owned`: a swap in between cannot split them.
+            Inner::Local(slot) => {
+                let current = slot.current.load();
+                let Some(view) = current.as_ref() else {
+                    return failed(slot.unknown());
+                };
+                if let Err(e) = view.resolve(selector, slot) {
+                    return failed(e);
+                }
+                let target = Target(Arc::clone(slot));
+                view.stack
+                    .call(Message::new(target, selector, args, context))
+            }
+            Inner::Custom(c) => match c.resolve(selector) {
+                Ok(_) => c.deliver(Message::new(c.target(), selector, args, context)),
+                Err(e) => failed(e),
+            },
         }
-        self.deliver(Message::new(self.target(), selector, args, context))
     }
 
     /// What the view offers now: its methods and their abstractions.
