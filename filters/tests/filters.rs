@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether::filters::LoggingLayer;
-use tether::{Context, Error, ErrorKind, Message, Node, Principal, TransactionId, Value};
+use tether::{
+    Context, Error, ErrorKind, Message, Node, Principal, Transaction, TransactionId, Value,
+};
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
@@ -127,7 +129,7 @@ async fn logging_records_each_call_with_its_outcome() {
     assert_eq!(client.greet("ann".into()).await.unwrap(), "hello ann");
     let ctx = Context::new()
         .with_principal(Principal::new("bob", ["user"]))
-        .with_transaction(TransactionId(0xabc));
+        .with_transaction(Transaction::subordinate(TransactionId(0xabc)));
     ctx.scope(async { client.strict(String::new()).await.unwrap_err() })
         .await;
 

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
+use crate::transaction::Transaction;
+
 /// What each thread keeps: one thread-local, so one access per use.
 struct Local {
     /// The context of the call being polled on this thread, swapped in and
@@ -67,7 +69,7 @@ pub struct Context {
 #[derive(Clone, Debug, Default)]
 struct Extra {
     principal: Option<Principal>,
-    transaction: Option<TransactionId>,
+    transaction: Option<Transaction>,
     deadline: Option<Instant>,
     trace: Option<TraceId>,
 }
@@ -142,9 +144,9 @@ impl Context {
     pub fn chain(&self) -> ChainId {
         self.chain
     }
-    /// The transaction the call runs in, if any.
-    pub fn transaction(&self) -> Option<TransactionId> {
-        self.extra()?.transaction
+    /// This node's branch of the transaction the call runs in, if any.
+    pub fn transaction(&self) -> Option<&Transaction> {
+        self.extra()?.transaction.as_ref()
     }
     /// When the call must have completed.
     pub fn deadline(&self) -> Option<Instant> {
@@ -164,7 +166,7 @@ impl Context {
         self.chain = chain;
     }
     /// Sets or clears the transaction.
-    pub fn set_transaction(&mut self, transaction: Option<TransactionId>) {
+    pub fn set_transaction(&mut self, transaction: Option<Transaction>) {
         self.extra_mut().transaction = transaction;
     }
     /// Sets or clears the deadline. A deadline only ever gets earlier along
@@ -194,7 +196,7 @@ impl Context {
         self
     }
     /// Builder form of [`set_transaction`](Context::set_transaction).
-    pub fn with_transaction(mut self, transaction: TransactionId) -> Self {
+    pub fn with_transaction(mut self, transaction: Transaction) -> Self {
         self.set_transaction(Some(transaction));
         self
     }
@@ -403,11 +405,11 @@ mod tests {
     #[test]
     fn a_context_is_two_words_and_copies_on_write() {
         assert_eq!(std::mem::size_of::<Context>(), 16);
-        let a = Context::new().with_transaction(TransactionId(1));
+        let a = Context::new().with_transaction(Transaction::subordinate(TransactionId(1)));
         let mut b = a.clone();
-        b.set_transaction(Some(TransactionId(2)));
-        assert_eq!(a.transaction(), Some(TransactionId(1)));
-        assert_eq!(b.transaction(), Some(TransactionId(2)));
+        b.set_transaction(Some(Transaction::subordinate(TransactionId(2))));
+        assert_eq!(a.transaction().map(Transaction::id), Some(TransactionId(1)));
+        assert_eq!(b.transaction().map(Transaction::id), Some(TransactionId(2)));
         assert_eq!(a.chain(), b.chain());
     }
 
@@ -461,12 +463,15 @@ mod tests {
     #[tokio::test]
     async fn scope_is_inherited_and_ends() {
         assert!(Context::current().is_none());
-        let ctx = Context::new().with_transaction(TransactionId(7));
+        let ctx = Context::new().with_transaction(Transaction::subordinate(TransactionId(7)));
         let chain = ctx.chain();
         ctx.scope(async move {
             let inner = Context::for_call();
             assert_eq!(inner.chain(), chain);
-            assert_eq!(inner.transaction(), Some(TransactionId(7)));
+            assert_eq!(
+                inner.transaction().map(Transaction::id),
+                Some(TransactionId(7))
+            );
         })
         .await;
         assert!(Context::current().is_none());

@@ -64,6 +64,7 @@ mod message;
 mod node;
 mod reference;
 mod selector;
+pub mod transaction;
 mod travel;
 mod value;
 mod view;
@@ -81,6 +82,7 @@ pub use message::{Message, MethodPath, Target};
 pub use node::{Exposed, Node, NodeId, Object, ObjectId, ServiceObject, Skeleton};
 pub use reference::{Client, Delivery, Invoke, Ref, check_fingerprint};
 pub use selector::{Selector, selector_id};
+pub use transaction::Transaction;
 pub use value::Value;
 pub use view::{
     Backing, FilterService, Filters, MethodView, View, ViewDescriptor, ViewError, boxed,

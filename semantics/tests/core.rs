@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tether::abstractions::{FutureCall, Oneway, SyncCall};
 use tether::{
     AbstractionKind, BoxFuture, Client, Context, Error, ErrorKind, Message, Node, Principal, Ref,
-    TransactionId, Value, View, ViewError,
+    Transaction, TransactionId, Value, View, ViewError,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tower::{Layer, Service};
@@ -86,7 +86,7 @@ impl Calc for CalcObject {
         let ctx = Context::current().expect("a callee runs inside its call's context");
         (
             ctx.chain().0,
-            ctx.transaction().map(|t| t.0),
+            ctx.transaction().map(|t| t.id().0),
             ctx.principal().map(|p| p.name().to_string()),
         )
     }
@@ -313,7 +313,7 @@ impl<S: Service<Message>> Service<Message> for Tagged<S> {
         ));
         message
             .context_mut()
-            .set_transaction(Some(TransactionId(42)));
+            .set_transaction(Some(Transaction::subordinate(TransactionId(42))));
         self.inner.call(message)
     }
 }
@@ -554,7 +554,7 @@ async fn the_context_flows_into_callees_and_their_nested_calls() {
 
     let ctx = Context::new()
         .with_principal(Principal::new("alice", ["teller"]))
-        .with_transaction(TransactionId(7));
+        .with_transaction(Transaction::subordinate(TransactionId(7)));
     let chain = ctx.chain();
     let (seen_chain, tx, who) = ctx.clone().scope(outer.whoami()).await.unwrap();
     assert_eq!(seen_chain, chain.0);

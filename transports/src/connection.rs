@@ -8,7 +8,7 @@
 //! targets behind ordinary [`Ref`]s.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -22,7 +22,8 @@ use tether_abstractions::{FutureCall, Oneway};
 use tether_semantics::{
     Abstraction, AbstractionKind, BoxFuture, ChainId, Client, Context, Error, ErrorKind, Interface,
     InterfaceDescriptor, Invoke, Message, MethodDescriptor, MethodView, Node, NodeId, ObjectId,
-    Param, Principal, Ref, Selector, Target, TraceId, TransactionId, Value, View, ViewDescriptor,
+    Param, Principal, Ref, Selector, Target, TraceId, Transaction, TransactionId, Value, View,
+    ViewDescriptor, transaction::Participant,
 };
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::AbortHandle;
@@ -59,20 +60,26 @@ where
 pub struct Config {
     session: SessionConfig,
     authenticator: Option<Arc<dyn Authenticator>>,
+    transaction_timeout: Option<Duration>,
 }
+
+/// How long a transaction branch may wait for its outcome, unless set.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("session", &self.session)
             .field("authenticator", &self.authenticator.is_some())
+            .field("transaction_timeout", &self.tx_timeout())
             .finish()
     }
 }
 
 impl Config {
     /// The defaults: 16 MiB frames, 1024 calls in flight, 10 s for the
-    /// peer's Hello, 64 MiB of unsent frames, anonymous peers.
+    /// peer's Hello, 64 MiB of unsent frames, anonymous peers, 30 s for a
+    /// transaction's outcome.
     pub fn new() -> Self {
         Self::default()
     }
@@ -111,6 +118,18 @@ impl Config {
         self.session.hello_timeout = timeout;
         self
     }
+    /// How long a transaction that reached this side through the
+    /// connection may run before it hears its outcome, and how long this
+    /// side waits for the peer's vote when it coordinates. A branch that
+    /// hears nothing in time aborts (presumed abort) and releases what it
+    /// holds; a peer that does not vote in time counts as a no.
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = Some(timeout);
+        self
+    }
+    fn tx_timeout(&self) -> Duration {
+        self.transaction_timeout.unwrap_or(TRANSACTION_TIMEOUT)
+    }
     pub(crate) fn max_frame_len(&self) -> usize {
         self.session.max_frame as usize
     }
@@ -142,6 +161,7 @@ pub(crate) struct Shared {
     wake_writer: Notify,
     wake_reader: Notify,
     authenticator: Option<Arc<dyn Authenticator>>,
+    transaction_timeout: Duration,
     /// Called once when the connection closes: lets a carrier close what
     /// it holds (a QUIC connection).
     on_close: Mutex<Option<Box<dyn FnOnce() + Send>>>,
@@ -156,6 +176,12 @@ struct Core {
     pending: HashMap<u64, oneshot::Sender<Result<Value, Error>>>,
     describing: HashMap<u64, Weak<Proxy>>,
     running: HashMap<u64, AbortHandle>,
+    /// The branches of transactions the peer's calls brought here, by
+    /// transaction id: the peer coordinates them.
+    branches: HashMap<u64, (Transaction, AbortHandle)>,
+    /// The transactions of this side's whose calls reached the peer: the
+    /// peer has a branch of each, which the connection stands in for.
+    enlisted: HashSet<u64>,
     /// What must not be dropped while the lock is held (it may hold the
     /// last reference to a proxy, whose drop takes the lock).
     garbage: Vec<Box<dyn Any + Send>>,
@@ -177,26 +203,31 @@ impl Peer {
     ) -> Peer {
         let mut session_config = config.session.clone();
         session_config.node = node.id().0;
-        let registry = registry(node);
-        let session = Session::new(session_config, Some(registry), Instant::now());
-        let shared = Arc::new(Shared {
-            core: Mutex::new(Core {
-                session,
-                peer_node: None,
-                principal: None,
-                bootstrap: None,
-                proxies: HashMap::new(),
-                pending: HashMap::new(),
-                describing: HashMap::new(),
-                running: HashMap::new(),
-                garbage: Vec::new(),
-            }),
-            node: node.clone(),
-            status: watch::Sender::new(Status::Opening),
-            wake_writer: Notify::new(),
-            wake_reader: Notify::new(),
-            authenticator: config.authenticator,
-            on_close: Mutex::new(on_close),
+        let shared = Arc::new_cyclic(|weak| {
+            let registry = registry(node, weak.clone());
+            let session = Session::new(session_config, Some(registry), Instant::now());
+            Shared {
+                core: Mutex::new(Core {
+                    session,
+                    peer_node: None,
+                    principal: None,
+                    bootstrap: None,
+                    proxies: HashMap::new(),
+                    pending: HashMap::new(),
+                    describing: HashMap::new(),
+                    running: HashMap::new(),
+                    branches: HashMap::new(),
+                    enlisted: HashSet::new(),
+                    garbage: Vec::new(),
+                }),
+                node: node.clone(),
+                status: watch::Sender::new(Status::Opening),
+                wake_writer: Notify::new(),
+                wake_reader: Notify::new(),
+                transaction_timeout: config.tx_timeout(),
+                authenticator: config.authenticator,
+                on_close: Mutex::new(on_close),
+            }
         });
         tokio::spawn(read_loop(Arc::clone(&shared), stream));
         tokio::spawn(write_loop(Arc::clone(&shared), sink));
@@ -418,6 +449,17 @@ impl Shared {
                 tracing::debug!(node = %self.node.id(), reason = %closed.reason, "connection closed");
                 let bootstrap = core.bootstrap.take();
                 core.garbage.push(Box::new(bootstrap));
+                // The peer coordinated these; it can no longer say how
+                // they end, so they abort (presumed abort).
+                for (id, (branch, timer)) in core.branches.drain() {
+                    timer.abort();
+                    if branch.is_prepared() {
+                        tracing::warn!(tx = %TransactionId(id), reason = %closed.reason,
+                            "the coordinator's connection closed after this branch prepared; presumed abort");
+                    }
+                    tokio::spawn(async move { branch.abort().await });
+                }
+                core.enlisted.clear();
                 return Some(closed);
             }
         }
@@ -435,7 +477,8 @@ impl Shared {
         } = call;
         let refs = self.import_all(core, refs);
         let args = Value::encoded_with(args, refs);
-        let context = wire_to_context(&context, core.principal.clone());
+        let transaction = context.transaction.map(|id| self.branch(core, id));
+        let context = wire_to_context(&context, core.principal.clone(), transaction);
         let reply = match target.interface().method(selector) {
             Some(m) => target.serve(m.selector(), args, context),
             None => {
@@ -469,6 +512,77 @@ impl Shared {
                 });
             }
         }
+    }
+
+    /// This connection's branch of transaction `id`, begun now if the
+    /// peer's call is the first to bring it here. It aborts unless the
+    /// peer says how it ends within the transaction timeout.
+    fn branch(self: &Arc<Self>, core: &mut Core, id: u64) -> Transaction {
+        if let Some((branch, _)) = core.branches.get(&id) {
+            return branch.clone();
+        }
+        let branch = Transaction::subordinate(TransactionId(id));
+        let weak = Arc::downgrade(self);
+        let timeout = self.transaction_timeout;
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            let Some(branch) = shared.take_branch(id) else {
+                return;
+            };
+            let state = if branch.is_prepared() {
+                "prepared (in doubt)"
+            } else {
+                "running"
+            };
+            tracing::warn!(tx = %branch.id(), ?timeout, state,
+                "a transaction branch heard nothing from its coordinator in time; presumed abort");
+            branch.abort().await;
+        });
+        core.branches
+            .insert(id, (branch.clone(), timer.abort_handle()));
+        branch
+    }
+
+    /// Removes this connection's branch of `id` (and stops its timer).
+    fn take_branch(&self, id: u64) -> Option<Transaction> {
+        let (branch, timer) = self.lock().branches.remove(&id)?;
+        timer.abort();
+        Some(branch)
+    }
+
+    /// Makes the peer a participant of `transaction`, which a call to it
+    /// carries, the first time.
+    fn enlist(self: &Arc<Self>, core: &mut Core, transaction: Option<&Transaction>) {
+        let Some(transaction) = transaction else {
+            return;
+        };
+        let id = transaction.id().0;
+        if core.enlisted.insert(id) {
+            let participant = Arc::new(RemoteBranch {
+                shared: Arc::downgrade(self),
+            });
+            if !transaction.enlist(participant) {
+                core.enlisted.remove(&id);
+            }
+        }
+    }
+
+    /// Asks the peer's bootstrap to `selector` (prepare, commit, abort)
+    /// its branch of `tx`.
+    async fn control(
+        self: &Arc<Self>,
+        selector: Selector,
+        tx: TransactionId,
+    ) -> Result<Value, Error> {
+        let bootstrap = self.lock().bootstrap.clone();
+        let bootstrap = bootstrap.ok_or_else(|| disconnected("no bootstrap to reach"))?;
+        let context = Context::new().with_deadline(Instant::now() + self.transaction_timeout);
+        bootstrap
+            .call(selector, Value::serializable((tx.0,)), context)
+            .await
     }
 
     fn answer(self: &Arc<Self>, id: u64, result: Result<Value, Error>) {
@@ -594,10 +708,14 @@ async fn write_loop(shared: Arc<Shared>, mut sink: FrameSink) {
     }
 }
 
-fn wire_to_context(w: &WireContext, principal: Option<Principal>) -> Context {
+fn wire_to_context(
+    w: &WireContext,
+    principal: Option<Principal>,
+    transaction: Option<Transaction>,
+) -> Context {
     let mut context = Context::new();
     context.set_chain(ChainId(w.chain));
-    context.set_transaction(w.transaction.map(TransactionId));
+    context.set_transaction(transaction);
     context.set_deadline(
         w.deadline_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms)),
@@ -610,7 +728,8 @@ fn wire_to_context(w: &WireContext, principal: Option<Principal>) -> Context {
 fn context_to_wire(c: &Context) -> WireContext {
     WireContext {
         chain: c.chain().0,
-        transaction: c.transaction().map(|t| t.0),
+        // A transaction that has stopped running does not travel.
+        transaction: c.transaction().filter(|t| t.is_active()).map(|t| t.id().0),
         deadline_ms: c.deadline().map(|d| {
             let left = d.saturating_duration_since(Instant::now()).as_millis();
             u64::try_from(left).unwrap_or(u64::MAX)
@@ -756,8 +875,10 @@ impl Invoke for Proxy {
             })?;
             let wire = context_to_wire(&context);
             let bytes = Bytes::from(bytes);
+            let transaction = context.transaction().filter(|_| wire.transaction.is_some());
             if oneway {
                 shared.with(|core| {
+                    shared.enlist(core, transaction);
                     let refs = shared.classify(refs);
                     core.session.oneway(key, selector.id(), wire, refs, bytes)
                 })?;
@@ -765,6 +886,7 @@ impl Invoke for Proxy {
             }
             let (tx, rx) = oneshot::channel();
             let id = shared.with(|core| {
+                shared.enlist(core, transaction);
                 let refs = shared.classify(refs);
                 let id =
                     core.session
@@ -851,20 +973,97 @@ impl<'de> Deserialize<'de> for AnyRef {
     }
 }
 
-const LOOKUP: Selector = Selector::new("lookup");
+/// The peer's branch of one of this side's transactions, as a participant
+/// of this side's branch: the votes and outcomes travel as calls to the
+/// peer's bootstrap.
+struct RemoteBranch {
+    shared: Weak<Shared>,
+}
 
-/// The interface of every node's registry: the bootstrap object each side
-/// of a connection offers, which finds what the node publishes.
+impl RemoteBranch {
+    fn forget(shared: &Shared, tx: TransactionId) {
+        shared.lock().enlisted.remove(&tx.0);
+    }
+}
+
+impl Participant for RemoteBranch {
+    fn prepare(&self, tx: TransactionId) -> BoxFuture<'static, bool> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let Some(shared) = shared else {
+                return false;
+            };
+            let vote = shared
+                .control(PREPARE, tx)
+                .await
+                .and_then(|v| v.decode::<bool>());
+            match vote {
+                Ok(true) => true,
+                Ok(false) => {
+                    tracing::debug!(%tx, "the peer voted no");
+                    Self::forget(&shared, tx);
+                    false
+                }
+                Err(error) => {
+                    tracing::warn!(%tx, %error, "the peer could not vote; the transaction aborts");
+                    Self::forget(&shared, tx);
+                    false
+                }
+            }
+        })
+    }
+
+    fn commit(&self, tx: TransactionId) -> BoxFuture<'static, ()> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let Some(shared) = shared else {
+                tracing::error!(%tx, "the connection to a prepared peer is gone; it will presume abort");
+                return;
+            };
+            if let Err(error) = shared.control(COMMIT, tx).await {
+                tracing::error!(%tx, %error, "a prepared peer did not confirm the commit; it may have presumed abort");
+            }
+            Self::forget(&shared, tx);
+        })
+    }
+
+    fn abort(&self, tx: TransactionId) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            // A branch may end while this connection's lock is held (when
+            // its last handle drops there); the first poll must not take
+            // the lock.
+            tokio::task::yield_now().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if let Err(error) = shared.control(ABORT, tx).await {
+                tracing::debug!(%tx, %error, "the peer did not confirm the abort; it will presume abort");
+            }
+            Self::forget(&shared, tx);
+        })
+    }
+}
+
+const LOOKUP: Selector = Selector::new("lookup");
+const PREPARE: Selector = Selector::new("prepare");
+const COMMIT: Selector = Selector::new("commit");
+const ABORT: Selector = Selector::new("abort");
+
+/// The interface of every node's bootstrap object, which each side of a
+/// connection offers: it finds what the node publishes, and the peer
+/// coordinates through it the branches of its transactions that its calls
+/// brought to this side.
 struct RegistryInterface;
 
 static REGISTRY: &InterfaceDescriptor = &InterfaceDescriptor::new(
     "tether.Registry",
-    &[MethodDescriptor::new(
-        LOOKUP,
-        &[Param::new("name", "String")],
-        "Ref",
-        None,
-    )],
+    &[
+        MethodDescriptor::new(LOOKUP, &[Param::new("name", "String")], "Ref", None),
+        MethodDescriptor::new(PREPARE, &[Param::new("tx", "u64")], "bool", None),
+        MethodDescriptor::new(COMMIT, &[Param::new("tx", "u64")], "()", None),
+        MethodDescriptor::new(ABORT, &[Param::new("tx", "u64")], "()", None),
+    ],
     0x7e7e_7265_6769_7374,
 );
 
@@ -872,16 +1071,25 @@ impl Interface for RegistryInterface {
     const DESCRIPTOR: &'static InterfaceDescriptor = REGISTRY;
 }
 
-/// A registry for `node`, exposed for one connection.
-fn registry(node: &Node) -> Ref {
+/// The bootstrap object for `node`, exposed for one connection (whose
+/// transaction branches it ends).
+fn registry(node: &Node, connection: Weak<Shared>) -> Ref {
     let names = node.clone();
     let service = tower::service_fn(move |message: Message| {
         let names = names.clone();
+        let connection = connection.clone();
         async move {
-            let (_, _, args, _) = message.into_parts();
-            let (name,): (String,) = args.decode()?;
-            let reference = names.lookup_ref(&name)?;
-            Ok::<_, Error>(Value::serializable(reference))
+            let (_, selector, args, _) = message.into_parts();
+            if selector == LOOKUP {
+                let (name,): (String,) = args.decode()?;
+                let reference = names.lookup_ref(&name)?;
+                return Ok::<_, Error>(Value::serializable(reference));
+            }
+            let (tx,): (u64,) = args.decode()?;
+            let connection = connection
+                .upgrade()
+                .ok_or_else(|| disconnected("while ending a transaction"))?;
+            end_branch(&connection, selector, tx).await
         }
     });
     let exposed = node.expose_service(service);
@@ -889,4 +1097,38 @@ fn registry(node: &Node) -> Ref {
         Ok(reference) => reference,
         Err(e) => unreachable!("the registry's view has no oneway methods: {e}"),
     }
+}
+
+/// Runs the peer's prepare, commit or abort on this connection's branch
+/// of `tx`. A branch the connection does not have (it never began, or it
+/// aborted on its own) votes no and ends as it is: presumed abort.
+async fn end_branch(connection: &Shared, selector: Selector, tx: u64) -> Result<Value, Error> {
+    if selector == PREPARE {
+        let branch = connection.lock().branches.get(&tx).map(|(b, _)| b.clone());
+        let Some(branch) = branch else {
+            return Ok(Value::serializable(false));
+        };
+        let yes = branch.prepare().await;
+        if !yes || branch.has_ended() {
+            // Voted no, or had nothing to commit (read-only).
+            if let Some(branch) = connection.take_branch(tx) {
+                branch.abort().await;
+            }
+        }
+        return Ok(Value::serializable(yes));
+    }
+    let Some(branch) = connection.take_branch(tx) else {
+        return Ok(Value::unit());
+    };
+    if selector == COMMIT {
+        if !branch.commit().await {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!("{} aborted here before it could commit", TransactionId(tx)),
+            ));
+        }
+    } else {
+        branch.abort().await;
+    }
+    Ok(Value::unit())
 }

@@ -5,11 +5,11 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether_semantics::{Context, Error, ErrorKind, TransactionId};
+use futures_util::future::BoxFuture;
+use tether_semantics::transaction::Participant;
+use tether_semantics::{Context, Error, ErrorKind, Transaction, TransactionId};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-
-use super::registry::{self, Participant};
 
 /// A value an object keeps under transactions.
 ///
@@ -101,9 +101,10 @@ impl<T: Clone + Send + Sync + 'static> TxCell<T> {
 
     async fn in_transaction<R>(
         &self,
-        tx: TransactionId,
+        branch: Transaction,
         f: impl FnOnce(&mut T) -> R,
     ) -> Result<R, Error> {
+        let tx = branch.id();
         let mut f = Some(f);
         let mut try_once = || {
             let mut state = self.inner.state();
@@ -113,7 +114,7 @@ impl<T: Clone + Send + Sync + 'static> TxCell<T> {
                 Some((other, _)) => Err(*other),
                 None => {
                     let participant: Arc<dyn Participant> = self.inner.clone();
-                    if !registry::enlist(tx, participant) {
+                    if !branch.enlist(participant) {
                         return Ok(None);
                     }
                     let value = holder.insert((tx, committed.clone()));
@@ -184,8 +185,8 @@ impl<T: Clone + Send + Sync + 'static> TxCell<T> {
     }
 }
 
-fn current_transaction() -> Option<TransactionId> {
-    Context::current()?.transaction()
+fn current_transaction() -> Option<Transaction> {
+    Context::current()?.transaction().cloned()
 }
 
 impl<T> Inner<T> {
@@ -194,29 +195,35 @@ impl<T> Inner<T> {
     }
 }
 
-impl<T: Send + Sync> Participant for Inner<T> {
-    fn prepare(&self, tx: TransactionId) -> bool {
+impl<T: Send + Sync + 'static> Participant for Inner<T> {
+    fn prepare(&self, tx: TransactionId) -> BoxFuture<'static, bool> {
         // Locks are held from first access, so nothing can conflict now.
-        matches!(self.state().holder, Some((holder, _)) if holder == tx)
+        let held = matches!(self.state().holder, Some((holder, _)) if holder == tx);
+        Box::pin(std::future::ready(held))
     }
 
-    fn commit(&self, tx: TransactionId) {
+    fn commit(&self, tx: TransactionId) -> BoxFuture<'static, ()> {
+        self.release(tx, true);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn abort(&self, tx: TransactionId) -> BoxFuture<'static, ()> {
+        self.release(tx, false);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+impl<T> Inner<T> {
+    /// Ends `tx`'s hold on the cell, keeping its value if `keep`.
+    fn release(&self, tx: TransactionId, keep: bool) {
         {
             let mut state = self.state();
             if matches!(state.holder, Some((holder, _)) if holder == tx) {
                 if let Some((_, value)) = state.holder.take() {
-                    state.committed = value;
+                    if keep {
+                        state.committed = value;
+                    }
                 }
-            }
-        }
-        self.released.notify_waiters();
-    }
-
-    fn abort(&self, tx: TransactionId) {
-        {
-            let mut state = self.state();
-            if matches!(state.holder, Some((holder, _)) if holder == tx) {
-                state.holder = None;
             }
         }
         self.released.notify_waiters();

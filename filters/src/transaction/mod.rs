@@ -23,9 +23,17 @@
 //!   an error; when that error makes the call fail, the transaction aborts
 //!   and releases what it holds.
 //!
-//! Across nodes, participants on other nodes take part through the wire
-//! protocol (not built yet); the two-phase protocol is written against the
-//! (crate-internal) `Participant` trait for that reason.
+//! # Across nodes
+//!
+//! The transaction is a [`Transaction`](tether_semantics::Transaction)
+//! branch in the call context. When a call carries it to another node,
+//! that node's transport begins a subordinate branch there, and the
+//! calling node enlists the connection as a participant of its own
+//! branch. At the end, the root runs two-phase commit down that tree. A
+//! node that cannot be reached, or does not answer in time, votes no;
+//! a branch whose caller disappears, or that hears nothing for its
+//! timeout, aborts (presumed abort), so no participant stays locked. See
+//! `tether_transports` and PROTOCOL.md for the wire side.
 //!
 //! # Position in a view
 //!
@@ -36,15 +44,15 @@
 
 mod cell;
 mod layer;
-pub(crate) mod registry;
 mod service;
 
 pub use cell::TxCell;
 pub use layer::{TransactionLayer, TxOption};
 pub use service::{Transaction, TransactionFuture};
 
-/// How many transactions are running in this process (for tests and
-/// tools: zero when all have ended).
+/// How many transaction branches in this process have not ended (for
+/// tests and tools: zero when every transaction has committed or aborted
+/// on every node in the process).
 pub fn active_transactions() -> usize {
-    registry::active()
+    tether_semantics::transaction::live_branches()
 }

@@ -2,12 +2,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use futures_util::future::BoxFuture;
 use pin_project_lite::pin_project;
-use tether_semantics::{BoxError, ChainId, Error, ErrorKind, Message, TransactionId};
+use tether_semantics::{BoxError, Error, ErrorKind, Message, Transaction as Branch};
 use tower::Service;
 
 use super::TxOption;
-use super::registry;
 
 /// Starts, joins, refuses or leaves transactions as its option says; see
 /// the [module](super) docs.
@@ -52,7 +52,8 @@ where
         let running = message
             .context()
             .transaction()
-            .filter(|tx| registry::is_active(*tx));
+            .filter(|tx| tx.is_active())
+            .map(Branch::id);
         let refuse = |what: &str| {
             let e = Error::new(
                 ErrorKind::Failed,
@@ -62,22 +63,20 @@ where
         };
         match (self.option, running) {
             (TxOption::Create, _) | (TxOption::CreateOrJoin, None) => {
-                let tx = TransactionId(ChainId::fresh().0);
-                registry::begin(tx);
-                message.context_mut().set_transaction(Some(tx));
+                let tx = Branch::begin();
+                message.context_mut().set_transaction(Some(tx.clone()));
                 TransactionFuture::owning(self.inner.call(message), tx)
             }
             (TxOption::Join, None) => refuse("must run inside a transaction"),
             (TxOption::NotAllowed, Some(tx)) => {
                 refuse(&format!("must not run inside a transaction ({tx})"))
             }
-            (TxOption::Suppress, _) => {
-                message.context_mut().set_transaction(None);
-                TransactionFuture::joining(self.inner.call(message))
-            }
-            (TxOption::Supported | TxOption::NotAllowed, None) => {
-                // A stale transaction id (one that has ended) is dropped.
-                message.context_mut().set_transaction(None);
+            (TxOption::Suppress, _) | (TxOption::Supported | TxOption::NotAllowed, None) => {
+                // Outside any transaction; a branch that has ended is
+                // dropped too.
+                if message.context().transaction().is_some() {
+                    message.context_mut().set_transaction(None);
+                }
                 TransactionFuture::joining(self.inner.call(message))
             }
             (TxOption::Join | TxOption::CreateOrJoin | TxOption::Supported, Some(_)) => {
@@ -88,49 +87,49 @@ where
 }
 
 pin_project! {
-    /// The response future of [`Transaction`]: when the call started the
-    /// transaction, ends it (two-phase commit, or abort) as the call ends,
-    /// and aborts it if dropped first.
-    pub struct TransactionFuture<F> {
+    /// The response future of [`Transaction`]: when the call
+    /// started the transaction, ends it (two-phase commit, or abort) as the
+    /// call ends, and aborts it if dropped first.
+    pub struct TransactionFuture<F: Future> {
         #[pin]
         inner: Option<F>,
         owned: Owned,
         refused: Option<Error>,
+        // The call's outcome, while the transaction finishes.
+        outcome: Option<F::Output>,
+        finishing: Option<BoxFuture<'static, bool>>,
     }
 }
 
 /// The transaction a call started; aborted if dropped unfinished.
-struct Owned(Option<TransactionId>);
+struct Owned(Option<Branch>);
 
 impl Drop for Owned {
     fn drop(&mut self) {
         if let Some(tx) = self.0.take() {
-            registry::finish(tx, false);
+            tx.abort_now();
         }
     }
 }
 
-impl<F> TransactionFuture<F> {
-    fn owning(inner: F, tx: TransactionId) -> Self {
+impl<F: Future> TransactionFuture<F> {
+    fn new(inner: Option<F>, owned: Option<Branch>, refused: Option<Error>) -> Self {
         TransactionFuture {
-            inner: Some(inner),
-            owned: Owned(Some(tx)),
-            refused: None,
+            inner,
+            owned: Owned(owned),
+            refused,
+            outcome: None,
+            finishing: None,
         }
+    }
+    fn owning(inner: F, tx: Branch) -> Self {
+        Self::new(Some(inner), Some(tx), None)
     }
     fn joining(inner: F) -> Self {
-        TransactionFuture {
-            inner: Some(inner),
-            owned: Owned(None),
-            refused: None,
-        }
+        Self::new(Some(inner), None, None)
     }
     fn refused(error: Error) -> Self {
-        TransactionFuture {
-            inner: None,
-            owned: Owned(None),
-            refused: Some(error),
-        }
+        Self::new(None, None, Some(error))
     }
 }
 
@@ -142,34 +141,52 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
-            let e = this
-                .refused
-                .take()
-                .unwrap_or_else(|| Error::new(ErrorKind::Internal, "polled after completion"));
-            return Poll::Ready(Err(e.into()));
+        let mut this = self.project();
+        if this.finishing.is_none() {
+            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+                let e = this
+                    .refused
+                    .take()
+                    .unwrap_or_else(|| Error::new(ErrorKind::Internal, "polled after completion"));
+                return Poll::Ready(Err(e.into()));
+            };
+            let outcome = ready!(inner.poll(cx));
+            this.inner.set(None);
+            let Some(tx) = this.owned.0.take() else {
+                return Poll::Ready(outcome.map_err(Into::into));
+            };
+            let commit = outcome.is_ok();
+            *this.outcome = Some(outcome);
+            *this.finishing = Some(Box::pin(async move { tx.finish(commit).await }));
+        }
+        let Some(finishing) = this.finishing.as_mut() else {
+            return Poll::Pending;
         };
-        let outcome = ready!(inner.poll(cx)).map_err(Into::into);
-        let Some(tx) = this.owned.0.take() else {
-            return Poll::Ready(outcome);
+        let committed = ready!(finishing.as_mut().poll(cx));
+        *this.finishing = None;
+        let Some(outcome) = this.outcome.take() else {
+            return Poll::Ready(Err(Error::new(
+                ErrorKind::Internal,
+                "polled after completion",
+            )
+            .into()));
         };
-        let committed = registry::finish(tx, outcome.is_ok());
         Poll::Ready(match outcome {
             Ok(_) if !committed => Err(Error::new(
                 ErrorKind::Failed,
-                format!("{tx} aborted: a participant could not commit"),
+                "the transaction aborted: a participant could not commit",
             )
             .into()),
-            other => other,
+            other => other.map_err(Into::into),
         })
     }
 }
 
-impl<F> std::fmt::Debug for TransactionFuture<F> {
+impl<F: Future> std::fmt::Debug for TransactionFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransactionFuture")
             .field("owns", &self.owned.0)
+            .field("finishing", &self.finishing.is_some())
             .finish_non_exhaustive()
     }
 }
