@@ -400,6 +400,11 @@ impl Shared {
                     Ok(principal) => {
                         core.principal = principal;
                         core.peer_node = Some(NodeId(hello.node));
+                        links()
+                            .open
+                            .entry((self.node.id().0, hello.node))
+                            .or_default()
+                            .push(Arc::downgrade(self));
                         core.bootstrap = hello.bootstrap.map(|key| {
                             let proxy = Proxy::new(self, key, None, REGISTRY.fingerprint());
                             let _ = proxy.interface.set(REGISTRY);
@@ -449,15 +454,27 @@ impl Shared {
                 tracing::debug!(node = %self.node.id(), reason = %closed.reason, "connection closed");
                 let bootstrap = core.bootstrap.take();
                 core.garbage.push(Box::new(bootstrap));
-                // The peer coordinated these; it can no longer say how
-                // they end, so they abort (presumed abort).
+                let node = self.node.id().0;
+                if let Some(peer) = core.peer_node {
+                    let mut links = links();
+                    if let Some(open) = links.open.get_mut(&(node, peer.0)) {
+                        open.retain(|w| {
+                            w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(self))
+                        });
+                    }
+                }
+                // The peer coordinated these and can no longer say how
+                // they end over this connection. Those still running
+                // abort (presumed abort); those prepared wait for the
+                // outcome over another connection from the same node.
                 for (id, (branch, timer)) in core.branches.drain() {
                     timer.abort();
-                    if branch.is_prepared() {
-                        tracing::warn!(tx = %TransactionId(id), reason = %closed.reason,
-                            "the coordinator's connection closed after this branch prepared; presumed abort");
+                    match core.peer_node {
+                        Some(peer) if branch.is_prepared() => {
+                            self.await_outcome((node, peer.0, id), branch, &closed.reason);
+                        }
+                        _ => drop(tokio::spawn(async move { branch.abort().await })),
                     }
-                    tokio::spawn(async move { branch.abort().await });
                 }
                 core.enlisted.clear();
                 return Some(closed);
@@ -546,6 +563,26 @@ impl Shared {
         branch
     }
 
+    /// Keeps a prepared branch whose coordinator's connection closed until
+    /// the outcome arrives over another connection from the same node, at
+    /// most the transaction timeout; then it aborts (a heuristic outcome,
+    /// logged as an error, since the coordinator may have committed).
+    fn await_outcome(&self, key: (u64, u64, u64), branch: Transaction, reason: &str) {
+        let timeout = self.transaction_timeout;
+        tracing::warn!(tx = %branch.id(), %reason, ?timeout,
+            "the coordinator's connection closed after this branch prepared; waiting for the outcome");
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let expired = links().in_doubt.remove(&key);
+            if let Some((branch, _)) = expired {
+                tracing::error!(tx = %branch.id(), ?timeout,
+                    "no outcome reached a prepared branch in time; aborting it (heuristic: the coordinator may have committed)");
+                branch.abort().await;
+            }
+        });
+        links().in_doubt.insert(key, (branch, timer.abort_handle()));
+    }
+
     /// Removes this connection's branch of `id` (and stops its timer).
     fn take_branch(&self, id: u64) -> Option<Transaction> {
         let (branch, timer) = self.lock().branches.remove(&id)?;
@@ -563,6 +600,8 @@ impl Shared {
         if core.enlisted.insert(id) {
             let participant = Arc::new(RemoteBranch {
                 shared: Arc::downgrade(self),
+                nodes: (self.node.id().0, core.peer_node.map_or(0, |n| n.0)),
+                timeout: self.transaction_timeout,
             });
             if !transaction.enlist(participant) {
                 core.enlisted.remove(&id);
@@ -973,16 +1012,99 @@ impl<'de> Deserialize<'de> for AnyRef {
     }
 }
 
+/// What outlives one connection, by node: the open connections between
+/// two nodes (so a transaction's outcome can reach a node over a new
+/// connection when the one its calls took has closed), and the prepared
+/// branches waiting for their outcome that way.
+#[derive(Default)]
+struct Links {
+    /// By (this node, peer node).
+    open: HashMap<(u64, u64), Vec<Weak<Shared>>>,
+    /// By (this node, coordinating node, transaction).
+    in_doubt: HashMap<(u64, u64, u64), (Transaction, AbortHandle)>,
+}
+
+/// Taken after a connection's lock, never before.
+fn links() -> std::sync::MutexGuard<'static, Links> {
+    static LINKS: OnceLock<Mutex<Links>> = OnceLock::new();
+    LINKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
 /// The peer's branch of one of this side's transactions, as a participant
 /// of this side's branch: the votes and outcomes travel as calls to the
 /// peer's bootstrap.
 struct RemoteBranch {
     shared: Weak<Shared>,
+    /// This node and the peer's, to find another connection between them
+    /// when this one has closed.
+    nodes: (u64, u64),
+    timeout: Duration,
 }
 
 impl RemoteBranch {
     fn forget(shared: &Shared, tx: TransactionId) {
         shared.lock().enlisted.remove(&tx.0);
+    }
+
+    /// Tells the peer the outcome (commit or abort): over this connection,
+    /// or, if it has closed, over any other connection to the same node
+    /// that opens within the transaction timeout (in the background, so
+    /// the caller is not held up).
+    fn deliver(&self, outcome: Selector, tx: TransactionId) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        let (nodes, timeout) = (self.nodes, self.timeout);
+        Box::pin(async move {
+            // A branch may end while a connection's lock is held (when its
+            // last handle drops there); the first poll must not take it.
+            tokio::task::yield_now().await;
+            if let Some(shared) = shared.upgrade() {
+                let told = shared.control(outcome, tx).await;
+                Self::forget(&shared, tx);
+                match told {
+                    Ok(_) => return,
+                    Err(error) if !error.is_disconnected() => {
+                        tracing::error!(%tx, %error, "the peer could not take the outcome");
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+            drop(tokio::spawn(redeliver(nodes, outcome, tx, timeout)));
+        })
+    }
+}
+
+/// Retries an outcome over the connections open between `nodes`, with
+/// backoff, for at most `timeout`.
+async fn redeliver(nodes: (u64, u64), outcome: Selector, tx: TransactionId, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let open: Vec<Arc<Shared>> = links()
+            .open
+            .get(&nodes)
+            .map(|v| v.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default();
+        for connection in open {
+            match connection.control(outcome, tx).await {
+                Ok(_) => return,
+                Err(e) if e.is_disconnected() => {}
+                Err(error) => {
+                    tracing::error!(%tx, %error, "the peer could not take the outcome");
+                    return;
+                }
+            }
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            tracing::error!(%tx, ?timeout, peer = %NodeId(nodes.1),
+                "no connection to a participant's node opened in time to tell it the outcome; it decides on its own");
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -1001,12 +1123,10 @@ impl Participant for RemoteBranch {
                 Ok(true) => true,
                 Ok(false) => {
                     tracing::debug!(%tx, "the peer voted no");
-                    Self::forget(&shared, tx);
                     false
                 }
                 Err(error) => {
                     tracing::warn!(%tx, %error, "the peer could not vote; the transaction aborts");
-                    Self::forget(&shared, tx);
                     false
                 }
             }
@@ -1014,34 +1134,11 @@ impl Participant for RemoteBranch {
     }
 
     fn commit(&self, tx: TransactionId) -> BoxFuture<'static, ()> {
-        let shared = self.shared.upgrade();
-        Box::pin(async move {
-            let Some(shared) = shared else {
-                tracing::error!(%tx, "the connection to a prepared peer is gone; it will presume abort");
-                return;
-            };
-            if let Err(error) = shared.control(COMMIT, tx).await {
-                tracing::error!(%tx, %error, "a prepared peer did not confirm the commit; it may have presumed abort");
-            }
-            Self::forget(&shared, tx);
-        })
+        self.deliver(COMMIT, tx)
     }
 
     fn abort(&self, tx: TransactionId) -> BoxFuture<'static, ()> {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            // A branch may end while this connection's lock is held (when
-            // its last handle drops there); the first poll must not take
-            // the lock.
-            tokio::task::yield_now().await;
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            if let Err(error) = shared.control(ABORT, tx).await {
-                tracing::debug!(%tx, %error, "the peer did not confirm the abort; it will presume abort");
-            }
-            Self::forget(&shared, tx);
-        })
+        self.deliver(ABORT, tx)
     }
 }
 
@@ -1117,7 +1214,15 @@ async fn end_branch(connection: &Shared, selector: Selector, tx: u64) -> Result<
         }
         return Ok(Value::serializable(yes));
     }
-    let Some(branch) = connection.take_branch(tx) else {
+    let in_doubt = || {
+        let peer = connection.lock().peer_node?;
+        let key = (connection.node.id().0, peer.0, tx);
+        let (branch, timer) = links().in_doubt.remove(&key)?;
+        timer.abort();
+        tracing::info!(tx = %TransactionId(tx), "an in-doubt branch heard its outcome over a new connection");
+        Some(branch)
+    };
+    let Some(branch) = connection.take_branch(tx).or_else(in_doubt) else {
         return Ok(Value::unit());
     };
     if selector == COMMIT {
