@@ -186,20 +186,15 @@ impl Transaction {
         }
         let participants = {
             let mut state = self.0.state();
-            match mem::replace(&mut *state, State::Ended { committed: true }) {
+            match &mut *state {
                 State::Prepared(participants) => {
-                    LIVE.fetch_sub(1, Ordering::Relaxed);
+                    let participants = mem::take(participants);
+                    self.0.end(&mut state, true);
                     participants
                 }
                 // Read-only (ended when it prepared), or aborted.
-                State::Ended { committed } => {
-                    *state = State::Ended { committed };
-                    return committed;
-                }
-                other => {
-                    *state = other;
-                    return false;
-                }
+                State::Ended { committed } => return *committed,
+                _ => return false,
             }
         };
         join_all(participants.iter().map(|p| p.commit(self.id()))).await;
@@ -211,15 +206,13 @@ impl Transaction {
     pub async fn abort(&self) {
         let participants = {
             let mut state = self.0.state();
-            match mem::replace(&mut *state, State::Ended { committed: false }) {
+            match &mut *state {
                 State::Active(p) | State::Preparing(p) | State::Prepared(p) => {
-                    LIVE.fetch_sub(1, Ordering::Relaxed);
-                    p
+                    let participants = mem::take(p);
+                    self.0.end(&mut state, false);
+                    participants
                 }
-                State::Ended { committed } => {
-                    *state = State::Ended { committed };
-                    return;
-                }
+                State::Ended { .. } => return,
             }
         };
         join_all(participants.iter().map(|p| p.abort(self.id()))).await;
@@ -240,11 +233,8 @@ impl Transaction {
     /// done before this returns; the rest (telling other nodes) runs on
     /// the current tokio runtime, if there is one. For `Drop`.
     pub fn abort_now(&self) {
-        run_now(self.clone().abort_owned());
-    }
-
-    async fn abort_owned(self) {
-        self.abort().await;
+        let branch = self.clone();
+        run_now(async move { branch.abort().await });
     }
 }
 
