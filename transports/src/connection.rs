@@ -540,26 +540,10 @@ impl Shared {
         }
         let branch = Transaction::subordinate(TransactionId(id));
         let weak = Arc::downgrade(self);
-        let timeout = self.transaction_timeout;
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let Some(shared) = weak.upgrade() else {
-                return;
-            };
-            let Some(branch) = shared.take_branch(id) else {
-                return;
-            };
-            let state = if branch.is_prepared() {
-                "prepared (in doubt)"
-            } else {
-                "running"
-            };
-            tracing::warn!(tx = %branch.id(), ?timeout, state,
-                "a transaction branch heard nothing from its coordinator in time; presumed abort");
-            branch.abort().await;
+        let timer = abort_after(self.transaction_timeout, move || {
+            weak.upgrade()?.take_branch(id)
         });
-        core.branches
-            .insert(id, (branch.clone(), timer.abort_handle()));
+        core.branches.insert(id, (branch.clone(), timer));
         branch
     }
 
@@ -571,16 +555,10 @@ impl Shared {
         let timeout = self.transaction_timeout;
         tracing::warn!(tx = %branch.id(), %reason, ?timeout,
             "the coordinator's connection closed after this branch prepared; waiting for the outcome");
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let expired = links().in_doubt.remove(&key);
-            if let Some((branch, _)) = expired {
-                tracing::error!(tx = %branch.id(), ?timeout,
-                    "no outcome reached a prepared branch in time; aborting it (heuristic: the coordinator may have committed)");
-                branch.abort().await;
-            }
+        let timer = abort_after(timeout, move || {
+            links().in_doubt.remove(&key).map(|(branch, _)| branch)
         });
-        links().in_doubt.insert(key, (branch, timer.abort_handle()));
+        links().in_doubt.insert(key, (branch, timer));
     }
 
     /// Removes this connection's branch of `id` (and stops its timer).
@@ -1012,6 +990,29 @@ impl<'de> Deserialize<'de> for AnyRef {
     }
 }
 
+/// Aborts the branch `take` yields once `timeout` has passed (presumed
+/// abort), unless the returned handle stops it first.
+fn abort_after(
+    timeout: Duration,
+    take: impl FnOnce() -> Option<Transaction> + Send + 'static,
+) -> AbortHandle {
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        let Some(branch) = take() else {
+            return;
+        };
+        if branch.is_prepared() {
+            tracing::error!(tx = %branch.id(), ?timeout,
+                "a prepared branch heard no outcome in time; aborting it (heuristic: the coordinator may have committed)");
+        } else {
+            tracing::warn!(tx = %branch.id(), ?timeout,
+                "a transaction branch heard nothing from its coordinator in time; presumed abort");
+        }
+        branch.abort().await;
+    });
+    timer.abort_handle()
+}
+
 /// What outlives one connection, by node: the open connections between
 /// two nodes (so a transaction's outcome can reach a node over a new
 /// connection when the one its calls took has closed), and the prepared
@@ -1061,19 +1062,30 @@ impl RemoteBranch {
             // last handle drops there); the first poll must not take it.
             tokio::task::yield_now().await;
             if let Some(shared) = shared.upgrade() {
-                let told = shared.control(outcome, tx).await;
+                let told = shared.tell(outcome, tx).await;
                 Self::forget(&shared, tx);
-                match told {
-                    Ok(_) => return,
-                    Err(error) if !error.is_disconnected() => {
-                        tracing::error!(%tx, %error, "the peer could not take the outcome");
-                        return;
-                    }
-                    Err(_) => {}
+                if told {
+                    return;
                 }
             }
             drop(tokio::spawn(redeliver(nodes, outcome, tx, timeout)));
         })
+    }
+}
+
+impl Shared {
+    /// Tells the peer a transaction's outcome; false only if the connection
+    /// was lost on the way (another connection may do better). Any other
+    /// failure is final, and logged.
+    async fn tell(self: &Arc<Self>, outcome: Selector, tx: TransactionId) -> bool {
+        match self.control(outcome, tx).await {
+            Ok(_) => true,
+            Err(e) if e.is_disconnected() => false,
+            Err(error) => {
+                tracing::error!(%tx, %error, "the peer could not take the outcome");
+                true
+            }
+        }
     }
 }
 
@@ -1089,13 +1101,8 @@ async fn redeliver(nodes: (u64, u64), outcome: Selector, tx: TransactionId, time
             .map(|v| v.iter().filter_map(Weak::upgrade).collect())
             .unwrap_or_default();
         for connection in open {
-            match connection.control(outcome, tx).await {
-                Ok(_) => return,
-                Err(e) if e.is_disconnected() => {}
-                Err(error) => {
-                    tracing::error!(%tx, %error, "the peer could not take the outcome");
-                    return;
-                }
+            if connection.tell(outcome, tx).await {
+                return;
             }
         }
         if tokio::time::Instant::now() + pause > deadline {
