@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tether::filters::MutexLayer;
-use tether::{Exposed, Node, Object};
+use tether::{Context, Exposed, Node, Object};
 use tokio::sync::Semaphore;
 
 #[tether::interface]
@@ -21,6 +21,9 @@ pub trait Shared {
     async fn call_back(&self, me: String, other: String) -> u64;
     async fn bounce(&self, back: String) -> u64;
     async fn ping(&self) -> u64;
+    /// Makes `n` `write` calls to the object published as `other`, side by
+    /// side, and returns the most calls that were ever inside it at once.
+    async fn fan(&self, other: String, n: u64) -> usize;
 }
 
 struct Room {
@@ -60,6 +63,12 @@ impl Shared for Room {
     }
     async fn ping(&self) -> u64 {
         1
+    }
+    async fn fan(&self, other: String, n: u64) -> usize {
+        let other: SharedClient = self.node.lookup(&other).unwrap();
+        let calls = (0..n).map(|i| other.write(format!("fan{i}")));
+        let most = futures_util::future::join_all(calls).await;
+        most.into_iter().map(Result::unwrap).max().unwrap_or(0)
     }
 }
 
@@ -275,4 +284,106 @@ async fn a_waiter_gives_up_with_a_clear_error_and_the_lock_survives() {
     within(held).await.unwrap();
     assert_eq!(c.ping().await.unwrap(), 1, "the lock is free again");
     assert_eq!(*r.object().order.lock().unwrap(), ["held"]);
+}
+
+/// Re-entry is causal nesting, not a shared chain id: two calls started
+/// side by side from one scope are two contenders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn siblings_started_from_one_scope_exclude_each_other() {
+    let node = Node::new();
+    let r = room(&node)
+        .with_view("v", SharedInterface::view().layer(MutexLayer::exclusive()))
+        .unwrap();
+    let c: SharedClient = r.client("v").unwrap();
+    let both = tokio::spawn(Context::new().scope(async move {
+        let (a, b) = tokio::join!(c.write("a".into()), c.write("b".into()));
+        (a.unwrap(), b.unwrap())
+    }));
+    until_inside(&r, 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        r.object().inside.load(Ordering::SeqCst),
+        1,
+        "the sibling waits"
+    );
+    r.object().gate.add_permits(2);
+    assert_eq!(within(both).await.unwrap(), (1, 1), "never two inside");
+}
+
+/// A callee that makes three calls into a guarded object at once: they
+/// queue like anyone else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_from_one_callee_exclude_each_other() {
+    let node = Node::new();
+    let guarded = room(&node)
+        .with_view("v", SharedInterface::view().layer(MutexLayer::exclusive()))
+        .unwrap();
+    let caller = room(&node).with_view("v", SharedInterface::view()).unwrap();
+    node.publish("guarded", guarded.view("v").unwrap());
+    let c: SharedClient = caller.client("v").unwrap();
+    let fan = tokio::spawn(async move { c.fan("guarded".into(), 3).await.unwrap() });
+    until_inside(&guarded, 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(guarded.object().inside.load(Ordering::SeqCst), 1);
+    guarded.object().gate.add_permits(3);
+    assert_eq!(within(fan).await.unwrap(), 1, "never two inside");
+}
+
+/// The holder's own nested calls re-enter, but one at a time: siblings
+/// nested in the holder contend with each other, and all complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_nested_in_the_holder_re_enter_one_at_a_time() {
+    let node = Node::new();
+    let r = room(&node)
+        .with_view("v", SharedInterface::view().layer(MutexLayer::exclusive()))
+        .unwrap();
+    node.publish("self", r.view("v").unwrap());
+    let c: SharedClient = r.client("v").unwrap();
+    let fan = tokio::spawn(async move { c.fan("self".into(), 3).await.unwrap() });
+    until_inside(&r, 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(r.object().inside.load(Ordering::SeqCst), 1);
+    r.object().gate.add_permits(3);
+    assert_eq!(
+        within(fan).await.unwrap(),
+        1,
+        "the holder's callbacks took turns"
+    );
+}
+
+/// A waiting writer is not overtaken by a reader that merely shares the
+/// holder's scope: only calls nested inside a holder skip the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sibling_reader_does_not_overtake_a_waiting_writer() {
+    let node = Node::new();
+    let r = room(&node)
+        .with_view(
+            "v",
+            SharedInterface::view().layer(MutexLayer::readers_writer_of::<SharedInterface>()),
+        )
+        .unwrap();
+    let c: SharedClient = r.client("v").unwrap();
+    let scope = Context::new();
+    let first = tokio::spawn(scope.clone().scope({
+        let c = c.clone();
+        async move { c.read("r1".into()).await.unwrap() }
+    }));
+    until_inside(&r, 1).await;
+    let write = spawn_write(&c, "w");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = tokio::spawn(scope.scope({
+        let c = c.clone();
+        async move { c.read("r2".into()).await.unwrap() }
+    }));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        r.object().inside.load(Ordering::SeqCst),
+        1,
+        "the second reader queues behind the writer"
+    );
+    r.object().gate.add_permits(3);
+    within(first).await.unwrap();
+    within(write).await.unwrap();
+    within(second).await.unwrap();
+    assert_eq!(*r.object().order.lock().unwrap(), ["r1", "w", "r2"]);
 }

@@ -6,11 +6,10 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
+use crate::ids::{ActivationId, ChainId, TraceId};
 use crate::transaction::Transaction;
 
 /// What each thread keeps: one thread-local, so one access per use.
@@ -18,15 +17,12 @@ struct Local {
     /// The context of the call being polled on this thread, swapped in and
     /// out around each poll by [`Scoped`]: a task-local, in effect.
     current: Cell<Option<Context>>,
-    /// The rest of this thread's current block of chain ids: next, end.
-    chains: Cell<(u64, u64)>,
 }
 
 thread_local! {
     static LOCAL: Local = const {
         Local {
             current: Cell::new(None),
-            chains: Cell::new((0, 0)),
         }
     };
 }
@@ -61,9 +57,43 @@ thread_local! {
 #[derive(Clone, Debug)]
 pub struct Context {
     chain: ChainId,
-    /// Everything else; most calls have none of it, so a context is two
-    /// words and a fresh one allocates nothing. Changed copy-on-write.
+    /// The call this context belongs to, once it has entered a view (see
+    /// [`Context::enter`]); 0 outside any call.
+    activation: u64,
+    /// The activations this one runs inside, innermost first.
+    ancestors: Ancestry,
+    /// Everything else; most calls have none of it, so a fresh context
+    /// allocates nothing. Changed copy-on-write.
     extra: Option<Arc<Extra>>,
+}
+
+/// The activations a call runs inside, innermost first: a persistent list,
+/// so that entering a nested call costs one small allocation and no copy.
+#[derive(Clone, Debug, Default)]
+struct Ancestry(Option<Arc<Link>>);
+
+#[derive(Debug)]
+struct Link {
+    id: ActivationId,
+    parent: Ancestry,
+}
+
+impl Ancestry {
+    fn iter(&self) -> impl Iterator<Item = ActivationId> + '_ {
+        let mut next = self.0.as_deref();
+        std::iter::from_fn(move || {
+            let link = next?;
+            next = link.parent.0.as_deref();
+            Some(link.id)
+        })
+    }
+
+    fn push(&self, id: ActivationId) -> Self {
+        Ancestry(Some(Arc::new(Link {
+            id,
+            parent: self.clone(),
+        })))
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -80,6 +110,8 @@ impl Context {
     pub fn new() -> Self {
         Context {
             chain: ChainId::fresh(),
+            activation: 0,
+            ancestors: Ancestry::default(),
             extra: None,
         }
     }
@@ -95,15 +127,9 @@ impl Context {
                     local.current.set(Some(current));
                     copy
                 }
-                None => Context {
-                    chain: ChainId::fresh_in(local),
-                    extra: None,
-                },
+                None => Context::new(),
             })
-            .unwrap_or_else(|_| Context {
-                chain: ChainId::fresh_slow(),
-                extra: None,
-            })
+            .unwrap_or_else(|_| Context::new())
     }
 
     /// The task's current context, if it runs inside a call or a scope.
@@ -144,6 +170,80 @@ impl Context {
     pub fn chain(&self) -> ChainId {
         self.chain
     }
+    /// The activation this context belongs to: the call that runs, once it
+    /// has entered its receiver's view. `None` for a context made outside
+    /// any call (a fresh one, or a [`scope`](Context::scope)'s).
+    pub fn activation(&self) -> Option<ActivationId> {
+        (self.activation != 0).then_some(ActivationId(self.activation))
+    }
+
+    /// The activations this call runs inside, innermost (its caller) first:
+    /// the calls that were running, each waiting for the next, when this
+    /// one was made.
+    pub fn ancestors(&self) -> impl Iterator<Item = ActivationId> + '_ {
+        self.ancestors.iter()
+    }
+
+    /// Whether this call was made, directly or through further calls,
+    /// while `activation` was running: whether it is causally nested
+    /// inside it. A call is not nested in itself, and two calls made side
+    /// by side (from one scope, or by one callee) are not nested in each
+    /// other.
+    ///
+    /// ```
+    /// use tether_semantics::Context;
+    /// let mut outer = Context::new();
+    /// outer.enter();
+    /// let mut inner = outer.clone();
+    /// inner.enter(); // a call the outer call makes
+    /// let mut sibling = outer.clone();
+    /// sibling.enter(); // another one, beside it
+    /// let outer_id = outer.activation().unwrap();
+    /// assert!(inner.is_nested_in(outer_id));
+    /// assert!(!inner.is_nested_in(sibling.activation().unwrap()));
+    /// assert!(!outer.is_nested_in(outer_id));
+    /// ```
+    pub fn is_nested_in(&self, activation: ActivationId) -> bool {
+        self.ancestors.iter().any(|a| a == activation)
+    }
+
+    /// Begins a new activation: the context's current activation, if any,
+    /// becomes the innermost ancestor, and the context gets a fresh one.
+    ///
+    /// Tether calls this when a message enters a view on this node; a
+    /// custom [`Invoke`](crate::Invoke) that serves messages itself calls
+    /// it as well.
+    pub fn enter(&mut self) {
+        if let Some(current) = self.activation() {
+            self.ancestors = self.ancestors.push(current);
+        }
+        self.activation = ActivationId::fresh().0;
+    }
+
+    /// The activation and its ancestors, innermost first, at most `limit`
+    /// of them: what travels to another node with a call (see
+    /// [`set_lineage`](Context::set_lineage)).
+    pub fn lineage(&self, limit: usize) -> Vec<ActivationId> {
+        self.activation()
+            .into_iter()
+            .chain(self.ancestors.iter())
+            .take(limit)
+            .collect()
+    }
+
+    /// Sets the activation and its ancestors from a lineage, innermost
+    /// first, as it arrived from another node: the caller's activation
+    /// becomes this context's, so that [`enter`](Context::enter) makes it
+    /// the new call's parent.
+    pub fn set_lineage(&mut self, lineage: &[ActivationId]) {
+        let mut ancestry = Ancestry::default();
+        for &id in lineage.iter().skip(1).rev() {
+            ancestry = ancestry.push(id);
+        }
+        self.activation = lineage.first().map_or(0, |a| a.0);
+        self.ancestors = ancestry;
+    }
+
     /// This node's branch of the transaction the call runs in, if any.
     pub fn transaction(&self) -> Option<&Transaction> {
         self.extra()?.transaction.as_ref()
@@ -320,82 +420,10 @@ impl fmt::Display for Principal {
     }
 }
 
-/// Identifies one chain of calls: a top-level call and every call made on
-/// its behalf, on any node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChainId(pub u64);
-
-impl ChainId {
-    /// A chain id not handed out before by this process, and unlikely to
-    /// collide with another process's (the counter starts at a random
-    /// point).
-    pub fn fresh() -> Self {
-        LOCAL
-            .try_with(ChainId::fresh_in)
-            .unwrap_or_else(|_| ChainId::fresh_slow())
-    }
-
-    /// Each thread takes blocks of ids from a process-wide counter, so a
-    /// fresh id costs no atomic operation on the call path.
-    fn fresh_in(local: &Local) -> Self {
-        let (mut next, mut end) = local.chains.get();
-        if next == end {
-            next = NEXT_BLOCK.fetch_add(CHAIN_BLOCK, Ordering::Relaxed);
-            end = next + CHAIN_BLOCK;
-        }
-        local.chains.set((next + 1, end));
-        ChainId(chain_base().wrapping_add(next))
-    }
-
-    /// For threads whose locals are gone (exiting): a block of its own.
-    fn fresh_slow() -> Self {
-        ChainId(chain_base().wrapping_add(NEXT_BLOCK.fetch_add(CHAIN_BLOCK, Ordering::Relaxed)))
-    }
-}
-
-const CHAIN_BLOCK: u64 = 1 << 16;
-static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
-
-fn chain_base() -> u64 {
-    static BASE: OnceLock<u64> = OnceLock::new();
-    *BASE.get_or_init(random_u64)
-}
-
-impl fmt::Display for ChainId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-/// Identifies a transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TransactionId(pub u64);
-
-impl fmt::Display for TransactionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tx-{:016x}", self.0)
-    }
-}
-
-/// Identifies a distributed trace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TraceId(pub u128);
-
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-/// 64 random bits from the standard library's per-process hash keys.
-pub(crate) fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::process::id())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transaction::TransactionId;
 
     #[test]
     fn fresh_chains_differ() {
@@ -403,8 +431,8 @@ mod tests {
     }
 
     #[test]
-    fn a_context_is_two_words_and_copies_on_write() {
-        assert_eq!(std::mem::size_of::<Context>(), 16);
+    fn a_context_is_four_words_and_copies_on_write() {
+        assert_eq!(std::mem::size_of::<Context>(), 32);
         let a = Context::new().with_transaction(Transaction::subordinate(TransactionId(1)));
         let mut b = a.clone();
         b.set_transaction(Some(Transaction::subordinate(TransactionId(2))));
@@ -420,6 +448,24 @@ mod tests {
         let mut ctx = Context::new().with_deadline(now);
         ctx.tighten_deadline(later);
         assert_eq!(ctx.deadline(), Some(now));
+    }
+
+    #[test]
+    fn lineage_travels_and_nests() {
+        let mut a = Context::new();
+        a.enter();
+        let mut b = a.clone();
+        b.enter();
+        let lineage = b.lineage(32);
+        assert_eq!(lineage.len(), 2);
+        // On the other node: the caller's lineage, then the callee enters.
+        let mut remote = Context::new();
+        remote.set_lineage(&lineage);
+        remote.enter();
+        assert!(remote.is_nested_in(a.activation().unwrap()));
+        assert!(remote.is_nested_in(b.activation().unwrap()));
+        assert_eq!(remote.ancestors().count(), 2);
+        assert_eq!(b.lineage(1), vec![b.activation().unwrap()], "bounded");
     }
 
     #[tokio::test]

@@ -59,6 +59,7 @@ mod abstraction;
 mod call;
 mod context;
 mod error;
+mod ids;
 mod interface;
 mod message;
 mod node;
@@ -75,18 +76,17 @@ pub mod __private;
 
 pub use abstraction::{Abstraction, AbstractionKind, Dispatched, Outgoing};
 pub use call::Call;
-pub use context::{ChainId, Context, Principal, Scoped, TraceId, TransactionId};
+pub use context::{Context, Principal, Scoped};
 pub use error::{Detail, Error, ErrorKind};
-pub use interface::{Interface, InterfaceDescriptor, Method, MethodDescriptor, Param, Serve};
-pub use message::{Message, MethodPath, Target};
-pub use node::{Exposed, Node, NodeId, Object, ObjectId, ServiceObject, Skeleton};
-pub use reference::{Client, Delivery, Invoke, Ref, check_fingerprint};
+pub use ids::{ActivationId, ChainId, NodeId, ObjectId, TraceId};
+pub use interface::{Interface, InterfaceDescriptor, Method, MethodDescriptor, MethodPath, Param};
+pub use message::{Message, MethodView, Target, ViewDescriptor, Watcher};
+pub use node::{Directory, Exposed, Node, Object, Serve, ServiceObject, Skeleton};
+pub use reference::{Client, Delivery, Invoke, Ref, Served, check_fingerprint};
 pub use selector::{Selector, selector_id};
-pub use transaction::Transaction;
+pub use transaction::{Transaction, TransactionId};
 pub use value::Value;
-pub use view::{
-    Backing, FilterService, Filters, MethodView, View, ViewDescriptor, ViewError, boxed,
-};
+pub use view::{Backing, FilterService, Filters, View, ViewError, boxed};
 
 /// A boxed, sendable future: what the erased parts of a call return.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -2,10 +2,19 @@
 
 use std::any::{Any, TypeId};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
-use crate::view::ViewSlot;
-use crate::{Context, InterfaceDescriptor, NodeId, ObjectId, Selector, Value};
+use arc_swap::ArcSwapOption;
+
+use crate::BoxFuture;
+use crate::abstraction::{Abstraction, AbstractionKind};
+use crate::context::Context;
+use crate::error::{Error, ErrorKind};
+use crate::ids::{NodeId, ObjectId};
+use crate::interface::{InterfaceDescriptor, MethodDescriptor, MethodPath};
+use crate::selector::Selector;
+use crate::value::Value;
 
 /// A call, reified: which view of which object, which method, with which
 /// arguments, in which context.
@@ -74,25 +83,6 @@ impl fmt::Debug for Message {
     }
 }
 
-/// `Interface::method`, displayed lazily.
-#[derive(Clone, Copy, Debug)]
-pub struct MethodPath {
-    interface: &'static str,
-    method: &'static str,
-}
-
-impl MethodPath {
-    pub(crate) fn new(interface: &'static str, method: &'static str) -> Self {
-        MethodPath { interface, method }
-    }
-}
-
-impl fmt::Display for MethodPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}::{}", self.interface, self.method)
-    }
-}
-
 /// The view of an object a message is sent to.
 ///
 /// Cheap to clone. Gives filters the node, object and view names and the
@@ -133,19 +123,14 @@ impl Target {
         interface: &'static InterfaceDescriptor,
         type_name: &'static str,
     ) -> Self {
-        Target(Arc::new(ViewSlot {
-            object: Arc::new(ObjectEntry {
-                node,
-                id,
-                type_name,
-                state: ObjectState::default(),
-                object: None,
-            }),
-            name: view.into(),
-            interface,
-            current: arc_swap::ArcSwapOption::empty(),
-            all_sync: std::sync::atomic::AtomicBool::new(true),
-        }))
+        let object = Arc::new(ObjectEntry {
+            node,
+            id,
+            type_name,
+            state: ObjectState::default(),
+            object: None,
+        });
+        Target(Arc::new(ViewSlot::empty(object, view.into(), interface)))
     }
 
     /// The node that holds the object.
@@ -221,7 +206,7 @@ pub(crate) struct ObjectEntry {
 pub(crate) struct ObjectState(Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>);
 
 impl ObjectState {
-    fn get_or_default<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+    pub(crate) fn get_or_default<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let id = TypeId::of::<T>();
         if let Some((_, v)) = map.iter().find(|(t, _)| *t == id) {
@@ -233,4 +218,276 @@ impl ObjectState {
         map.push((id, v.clone()));
         v
     }
+}
+
+/// A view's filter stack with its type erased.
+#[doc(hidden)]
+pub trait ErasedStack: Send + Sync + 'static {
+    fn call(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>>;
+}
+
+/// A view attached to an object: its per-method table and built stack.
+pub(crate) struct CompiledView {
+    pub(crate) methods: Box<[MethodEntry]>,
+    pub(crate) stack: Box<dyn ErasedStack>,
+    /// Which of its slot's views this is: set when it is installed, and
+    /// read with the view itself, so a description and the view it
+    /// describes never disagree.
+    pub(crate) version: u32,
+}
+
+impl CompiledView {
+    /// Whether every method the view offers is sync, so a stub can defer
+    /// any call without looking at the view.
+    pub(crate) fn all_sync(&self) -> bool {
+        self.methods.iter().all(|m| {
+            m.abstraction
+                .as_ref()
+                .is_none_or(|a| a.kind() == AbstractionKind::Sync)
+        })
+    }
+}
+
+pub(crate) struct MethodEntry {
+    pub(crate) descriptor: &'static MethodDescriptor,
+    pub(crate) offered: bool,
+    pub(crate) abstraction: Option<Arc<dyn Abstraction>>,
+}
+
+impl CompiledView {
+    /// The view's entry for `selector`, if the view offers the method.
+    pub(crate) fn resolve(
+        &self,
+        selector: Selector,
+        slot: &ViewSlot,
+    ) -> Result<&MethodEntry, Error> {
+        match self
+            .methods
+            .iter()
+            .find(|m| m.descriptor.selector() == selector)
+        {
+            Some(m) if m.offered => Ok(m),
+            Some(_) => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!(
+                    "view {:?} of {} does not offer {}::{}",
+                    slot.name,
+                    slot.object.id,
+                    slot.interface.name(),
+                    selector.name()
+                ),
+            )),
+            None => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!(
+                    "{} has no method {} (selector {:08x})",
+                    slot.interface.name(),
+                    selector.name(),
+                    selector.id()
+                ),
+            )),
+        }
+    }
+
+    /// The kind of abstraction the view uses for `selector`.
+    pub(crate) fn kind_of(&self, selector: Selector) -> AbstractionKind {
+        self.methods
+            .iter()
+            .find(|m| m.descriptor.selector() == selector)
+            .and_then(|m| m.abstraction.as_ref())
+            .map_or(AbstractionKind::Sync, |a| a.kind())
+    }
+
+    pub(crate) fn describe(&self, slot: &ViewSlot) -> ViewDescriptor {
+        ViewDescriptor {
+            interface: slot.interface,
+            view: slot.name.to_string(),
+            version: self.version,
+            methods: self
+                .methods
+                .iter()
+                .filter(|m| m.offered)
+                .map(|m| MethodView {
+                    method: m.descriptor,
+                    kind: m
+                        .abstraction
+                        .as_ref()
+                        .map_or(AbstractionKind::Sync, |a| a.kind()),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One named view of one object; references point here. The view it holds
+/// can be replaced or removed; references stay equal.
+pub(crate) struct ViewSlot {
+    pub(crate) object: Arc<ObjectEntry>,
+    pub(crate) name: Arc<str>,
+    pub(crate) interface: &'static InterfaceDescriptor,
+    pub(crate) current: ArcSwapOption<CompiledView>,
+    /// Whether the current view (if any) makes every method sync; read on
+    /// every stub call, so it saves loading the view twice.
+    pub(crate) all_sync: AtomicBool,
+    /// The version the next view installed gets.
+    pub(crate) next_version: AtomicU32,
+    /// Who wants to hear when the view is replaced (transports that
+    /// exported it, to tell their peers).
+    pub(crate) watchers: Mutex<Vec<Weak<dyn Watcher>>>,
+}
+
+/// Hears that a view has been replaced or removed: how a transport learns
+/// to tell the remote callers that hold a reference to it (see
+/// [`Ref::watch`](crate::Ref::watch)).
+///
+/// Called after the swap, with no lock of Tether's held.
+pub trait Watcher: Send + Sync + 'static {
+    /// The view `reference` points at now has version `version`.
+    fn revised(&self, reference: &crate::reference::Ref, version: u32);
+}
+
+impl ViewSlot {
+    /// A slot for `object`'s view `name`, with no view installed yet.
+    pub(crate) fn empty(
+        object: Arc<ObjectEntry>,
+        name: Arc<str>,
+        interface: &'static InterfaceDescriptor,
+    ) -> Self {
+        ViewSlot {
+            object,
+            name,
+            interface,
+            current: ArcSwapOption::empty(),
+            all_sync: AtomicBool::new(true),
+            next_version: AtomicU32::new(1),
+            watchers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Installs `view` (or removes the current one), gives it the next
+    /// version, and tells the watchers.
+    pub(crate) fn replace(self: &Arc<Self>, view: Option<CompiledView>) -> bool {
+        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let view = view.map(|mut v| {
+            v.version = version;
+            Arc::new(v)
+        });
+        let had = self.store(view);
+        let watchers: Vec<Arc<dyn Watcher>> = {
+            let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+            watchers.retain(|w| w.strong_count() > 0);
+            watchers.iter().filter_map(Weak::upgrade).collect()
+        };
+        if !watchers.is_empty() {
+            let reference = crate::reference::Ref::local(Arc::clone(self));
+            for w in watchers {
+                w.revised(&reference, version);
+            }
+        }
+        had
+    }
+
+    /// Adds `watcher`, unless it watches already.
+    pub(crate) fn watch(&self, watcher: Weak<dyn Watcher>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if !watchers.iter().any(|w| w.ptr_eq(&watcher)) {
+            watchers.retain(|w| w.strong_count() > 0);
+            watchers.push(watcher);
+        }
+    }
+
+    /// Installs `view` (or removes the current one).
+    fn store(&self, view: Option<Arc<CompiledView>>) -> bool {
+        // Cleared first: a stub that sees `true` while the view changes
+        // defers, and deferral is always correct, only slower for
+        // non-sync methods, which then look at the view themselves.
+        self.all_sync.store(false, Ordering::Release);
+        let all_sync = view.as_ref().is_none_or(|v| v.all_sync());
+        let old = self.current.swap(view);
+        self.all_sync.store(all_sync, Ordering::Release);
+        old.is_some()
+    }
+
+    pub(crate) fn unknown(&self) -> Error {
+        Error::new(
+            ErrorKind::UnknownObject,
+            format!(
+                "object {} has no view {:?} any more",
+                self.object.id, self.name
+            ),
+        )
+    }
+
+    pub(crate) fn describe(&self) -> Result<ViewDescriptor, Error> {
+        let view = self.current.load();
+        let view = view.as_ref().ok_or_else(|| self.unknown())?;
+        Ok(view.describe(self))
+    }
+}
+
+/// What a view offers, as a caller (or a remote peer) sees it.
+#[derive(Debug, Clone)]
+pub struct ViewDescriptor {
+    interface: &'static InterfaceDescriptor,
+    view: String,
+    version: u32,
+    methods: Vec<MethodView>,
+}
+
+impl ViewDescriptor {
+    /// A descriptor, for custom targets.
+    pub fn new(
+        interface: &'static InterfaceDescriptor,
+        view: impl Into<String>,
+        methods: Vec<MethodView>,
+    ) -> Self {
+        ViewDescriptor {
+            interface,
+            view: view.into(),
+            version: 0,
+            methods,
+        }
+    }
+
+    /// The same, with the view's `version` (see [`version`](ViewDescriptor::version)).
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Which of its object's successive views under this name it describes:
+    /// it changes whenever the owner replaces the view. 0 for targets that
+    /// do not count versions.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The interface of the view.
+    pub fn interface(&self) -> &'static InterfaceDescriptor {
+        self.interface
+    }
+    /// The view's name.
+    pub fn view(&self) -> &str {
+        &self.view
+    }
+    /// The methods the view offers, each with its abstraction's kind.
+    pub fn methods(&self) -> &[MethodView] {
+        &self.methods
+    }
+    /// The kind of abstraction the view uses for `method`, if offered.
+    pub fn kind_of(&self, method: &str) -> Option<AbstractionKind> {
+        self.methods
+            .iter()
+            .find(|m| m.method.name() == method)
+            .map(|m| m.kind)
+    }
+}
+
+/// One method as a view offers it.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodView {
+    /// The method.
+    pub method: &'static MethodDescriptor,
+    /// How the view carries it out.
+    pub kind: AbstractionKind,
 }

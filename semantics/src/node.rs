@@ -3,39 +3,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context as TaskContext, Poll};
 
-use arc_swap::ArcSwapOption;
 use tower::Service;
 
-use crate::context::random_u64;
+use crate::ids::{NodeId, ObjectId, random_u64};
+use crate::message::{ErasedStack, ViewSlot};
 use crate::message::{ObjectEntry, ObjectState};
-use crate::view::{Backing, ErasedStack, Filters, ViewSlot, sealed};
-use crate::{
-    BoxFuture, Client, Error, ErrorKind, Interface, Message, Ref, Serve, Value, View, ViewError,
-};
-
-/// Identifies a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(pub u64);
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node-{:08x}", self.0 as u32)
-    }
-}
-
-/// Identifies an exposed object within its node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectId(pub u64);
-
-impl fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "object-{}", self.0)
-    }
-}
+use crate::view::{Backing, Filters, sealed};
+use crate::{BoxFuture, Client, Error, ErrorKind, Interface, Message, Ref, Value, View, ViewError};
 
 /// A Tether node: exposes objects through views and publishes references
 /// to them under names.
@@ -55,7 +33,8 @@ pub struct Node {
 struct NodeInner {
     id: NodeId,
     next_object: AtomicU64,
-    names: RwLock<BTreeMap<String, Ref>>,
+    names: Directory,
+    extensions: ObjectState,
 }
 
 impl Node {
@@ -65,7 +44,8 @@ impl Node {
             inner: Arc::new(NodeInner {
                 id: NodeId(random_u64()),
                 next_object: AtomicU64::new(1),
-                names: RwLock::new(BTreeMap::new()),
+                names: Directory::new(),
+                extensions: ObjectState::default(),
             }),
         }
     }
@@ -122,42 +102,131 @@ impl Node {
         }
     }
 
+    /// The node-wide directory: the names every connection can look up
+    /// unless its listener (or the connection itself) was given a
+    /// [`Directory`] of its own.
+    pub fn directory(&self) -> &Directory {
+        &self.inner.names
+    }
+
+    /// Publishes `reference` under `name` in the node-wide
+    /// [`directory`](Node::directory), replacing and returning what was
+    /// published there before.
+    pub fn publish(&self, name: impl Into<String>, reference: Ref) -> Option<Ref> {
+        self.inner.names.publish(name, reference)
+    }
+
+    /// Withdraws the reference published under `name` in the node-wide
+    /// directory.
+    pub fn unpublish(&self, name: &str) -> Option<Ref> {
+        self.inner.names.unpublish(name)
+    }
+
+    /// The reference published under `name` in the node-wide directory.
+    pub fn lookup_ref(&self, name: &str) -> Result<Ref, Error> {
+        self.inner
+            .names
+            .lookup_ref(name)
+            .map_err(|e| Error::new(e.kind(), format!("{} on {}", e.message(), self.inner.id)))
+    }
+
+    /// A typed client for the reference published under `name` in the
+    /// node-wide directory; fails with [`ErrorKind::Incompatible`] if it
+    /// offers another interface.
+    pub fn lookup<C: Client>(&self, name: &str) -> Result<C, Error> {
+        C::from_ref(self.lookup_ref(name)?)
+    }
+
+    /// The names published in the node-wide directory, in order.
+    pub fn published(&self) -> Vec<String> {
+        self.inner.names.published()
+    }
+
+    /// Per-node state of type `T`, created on first use: where a transport
+    /// keeps what outlives one connection (for example the connections
+    /// open to each peer node).
+    pub fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        self.inner.extensions.get_or_default::<T>()
+    }
+}
+
+/// Names and the references published under them: what a peer can look up
+/// where it connects.
+///
+/// Every node has one, its [`directory`](Node::directory), which every
+/// connection uses by default. A listener or a connection given a
+/// directory of its own offers only that one's names, so a node can offer
+/// different names in different places (members over one listener, guests
+/// over another); a peer reaches only what was published where it
+/// connected, or what it was handed. Cheap to clone; clones share.
+///
+/// ```
+/// use tether_semantics::{Directory, Node};
+/// let node = Node::new();
+/// let guests = Directory::new();
+/// # let r = node.expose_service(tower::service_fn(|_: tether_semantics::Message| async {
+/// #     Ok::<_, tether_semantics::Error>(tether_semantics::Value::unit()) }));
+/// # struct I; impl tether_semantics::Interface for I {
+/// #   const DESCRIPTOR: &'static tether_semantics::InterfaceDescriptor =
+/// #       &tether_semantics::InterfaceDescriptor::new("I", &[], 1); }
+/// # let reference = r.set_view("v", tether_semantics::View::<I>::new()).unwrap();
+/// guests.publish("lobby", reference);
+/// assert!(guests.lookup_ref("lobby").is_ok());
+/// assert!(node.lookup_ref("lobby").unwrap_err().is_unknown_object(), "not node-wide");
+/// ```
+#[derive(Clone, Default)]
+pub struct Directory(Arc<RwLock<BTreeMap<String, Ref>>>);
+
+impl Directory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Publishes `reference` under `name`, replacing and returning what was
     /// published there before.
     pub fn publish(&self, name: impl Into<String>, reference: Ref) -> Option<Ref> {
-        self.write_names().insert(name.into(), reference)
+        self.write().insert(name.into(), reference)
     }
 
     /// Withdraws the reference published under `name`.
     pub fn unpublish(&self, name: &str) -> Option<Ref> {
-        self.write_names().remove(name)
+        self.write().remove(name)
     }
 
-    /// The reference published under `name`.
+    /// The reference published under `name`; fails with
+    /// [`ErrorKind::UnknownObject`] if there is none.
     pub fn lookup_ref(&self, name: &str) -> Result<Ref, Error> {
-        let names = self.inner.names.read().unwrap_or_else(|p| p.into_inner());
-        names.get(name).cloned().ok_or_else(|| {
+        self.read().get(name).cloned().ok_or_else(|| {
             Error::new(
                 ErrorKind::UnknownObject,
-                format!("nothing is published as {name:?} on {}", self.inner.id),
+                format!("nothing is published as {name:?}"),
             )
         })
     }
 
-    /// A typed client for the reference published under `name`; fails with
-    /// [`ErrorKind::Incompatible`] if it offers another interface.
+    /// A typed client for the reference published under `name`.
     pub fn lookup<C: Client>(&self, name: &str) -> Result<C, Error> {
         C::from_ref(self.lookup_ref(name)?)
     }
 
     /// The names published, in order.
     pub fn published(&self) -> Vec<String> {
-        let names = self.inner.names.read().unwrap_or_else(|p| p.into_inner());
-        names.keys().cloned().collect()
+        self.read().keys().cloned().collect()
     }
 
-    fn write_names(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Ref>> {
-        self.inner.names.write().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Ref>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Ref>> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl fmt::Debug for Directory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.published()).finish()
     }
 }
 
@@ -225,31 +294,29 @@ impl<B: Send + Sync + 'static> Exposed<B> {
         B: Backing<I>,
         L: Filters<I, B>,
     {
-        let compiled = Arc::new(view.compile(&self.inner.backing)?);
-        let mut views = self.lock_views();
-        let slot = match views.get(name) {
-            Some(slot) if slot.interface.fingerprint() != I::DESCRIPTOR.fingerprint() => {
-                return Err(ViewError::InterfaceChanged {
-                    view: name.to_string(),
-                    was: slot.interface.name(),
-                    now: I::DESCRIPTOR.name(),
-                });
-            }
-            Some(slot) => Arc::clone(slot),
-            None => {
-                let name: Arc<str> = name.into();
-                let slot = Arc::new(ViewSlot {
-                    object: Arc::clone(&self.inner.entry),
-                    name: Arc::clone(&name),
-                    interface: I::DESCRIPTOR,
-                    current: ArcSwapOption::empty(),
-                    all_sync: AtomicBool::new(true),
-                });
-                views.insert(name, Arc::clone(&slot));
-                slot
+        let compiled = view.compile(&self.inner.backing)?;
+        let slot = {
+            let mut views = self.lock_views();
+            match views.get(name) {
+                Some(slot) if slot.interface.fingerprint() != I::DESCRIPTOR.fingerprint() => {
+                    return Err(ViewError::InterfaceChanged {
+                        view: name.to_string(),
+                        was: slot.interface.name(),
+                        now: I::DESCRIPTOR.name(),
+                    });
+                }
+                Some(slot) => Arc::clone(slot),
+                None => {
+                    let name: Arc<str> = name.into();
+                    let entry = Arc::clone(&self.inner.entry);
+                    let slot = Arc::new(ViewSlot::empty(entry, Arc::clone(&name), I::DESCRIPTOR));
+                    views.insert(name, Arc::clone(&slot));
+                    slot
+                }
             }
         };
-        slot.store(Some(compiled));
+        // Installed with the views unlocked: the slot tells its watchers.
+        slot.replace(Some(compiled));
         Ok(Ref::local(slot))
     }
 
@@ -257,9 +324,8 @@ impl<B: Send + Sync + 'static> Exposed<B> {
     /// [`ErrorKind::UnknownObject`] until a view of that name is added
     /// again. Returns whether there was such a view.
     pub fn remove_view(&self, name: &str) -> bool {
-        self.lock_views()
-            .get(name)
-            .is_some_and(|slot| slot.store(None))
+        let slot = self.lock_views().get(name).cloned();
+        slot.is_some_and(|slot| slot.replace(None))
     }
 
     /// A reference to the view `name`.
@@ -347,6 +413,16 @@ where
     fn direct(&self) -> Box<dyn ErasedStack> {
         Box::new(<Self as Backing<I>>::service(self))
     }
+}
+
+/// The skeleton: dispatches a message to an object of type `T`.
+///
+/// Generated by the interface macro for every `T` that implements the trait.
+/// The object is the one the message's target names.
+pub trait Serve<T>: Interface {
+    /// Decodes the message's arguments, calls the method on the target's
+    /// object, and returns its result as the reply.
+    fn dispatch(message: Message) -> BoxFuture<'static, Result<Value, Error>>;
 }
 
 /// The innermost service of a view over an object: decodes the message and

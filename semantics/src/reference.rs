@@ -7,7 +7,8 @@ use std::task::{Context as TaskContext, Poll};
 
 use tower::{Layer, Service};
 
-use crate::view::{Erased, ErasedStack, FilterService, ViewSlot};
+use crate::message::{ErasedStack, ViewSlot, Watcher};
+use crate::view::{Erased, FilterService};
 use crate::{
     Abstraction, AbstractionKind, BoxFuture, Context, Dispatched, Error, ErrorKind, Interface,
     InterfaceDescriptor, Message, MethodPath, Outgoing, Selector, Target, Value, ViewDescriptor,
@@ -145,35 +146,48 @@ impl Ref {
     /// Serves a call that arrived from another node: checks that the view
     /// offers the method, then runs the message through the view's filters
     /// into the object. The abstraction is not applied: how the caller
-    /// waits was decided on the caller's side, from the view's descriptor.
-    pub fn serve(
-        &self,
-        selector: Selector,
-        args: Value,
-        context: Context,
-    ) -> BoxFuture<'static, Result<Value, Error>> {
-        let failed = |e: Error| -> BoxFuture<'static, Result<Value, Error>> {
-            Box::pin(async move { Err(e) })
-        };
+    /// waits was decided on the caller's side, from the view's descriptor;
+    /// the returned [`Served`] says what the view says now, so that the
+    /// transport can hold a caller that went by an older description to
+    /// the current one.
+    pub fn serve(&self, selector: Selector, args: Value, context: Context) -> Served {
         match &self.0 {
-            // One load of the view checks the method and runs the stack,
-            // as in `call_owned`: a swap in between cannot split them.
+            // One load of the view checks the method, runs the stack and
+            // tells its kind and version, as in `call_owned`: a swap in
+            // between cannot split them.
             Inner::Local(slot) => {
                 let current = slot.current.load();
                 let Some(view) = current.as_ref() else {
-                    return failed(slot.unknown());
+                    return Served::failed(slot.unknown(), 0);
                 };
                 if let Err(e) = view.resolve(selector, slot) {
-                    return failed(e);
+                    return Served::failed(e, view.version);
                 }
                 let target = Target(Arc::clone(slot));
-                view.stack
-                    .call(Message::new(target, selector, args, context))
+                Served {
+                    reply: view.stack.call(entering(target, selector, args, context)),
+                    kind: view.kind_of(selector),
+                    version: view.version,
+                }
             }
             Inner::Custom(c) => match c.resolve(selector) {
-                Ok(_) => c.deliver(Message::new(c.target(), selector, args, context)),
-                Err(e) => failed(e),
+                Ok(abstraction) => Served {
+                    reply: c.deliver(Message::new(c.target(), selector, args, context)),
+                    kind: abstraction.map_or(AbstractionKind::Sync, |a| a.kind()),
+                    version: 0,
+                },
+                Err(e) => Served::failed(e, 0),
             },
+        }
+    }
+
+    /// Asks to hear, through `watcher`, whenever the view this reference
+    /// points at is replaced or removed. Does nothing for references that
+    /// are not local views. A watcher is kept once, however often it asks,
+    /// and forgotten when it is dropped.
+    pub fn watch(&self, watcher: std::sync::Weak<dyn Watcher>) {
+        if let Inner::Local(slot) = &self.0 {
+            slot.watch(watcher);
         }
     }
 
@@ -208,7 +222,7 @@ impl Ref {
                     Err(e) => return Dispatched::ready(Err(e)),
                 };
                 let method = MethodPath::new(slot.interface.name(), selector.name());
-                let message = Message::new(Target(slot), selector, args, context);
+                let message = entering(Target(slot), selector, args, context);
                 let delivery = view.stack.call(message);
                 dispatch(entry.abstraction.as_ref(), Outgoing::new(delivery, method))
             }
@@ -278,7 +292,10 @@ impl Ref {
             Inner::Local(slot) => {
                 let current = slot.current.load();
                 match current.as_ref() {
-                    Some(view) => view.stack.call(message),
+                    Some(view) => {
+                        let (target, selector, args, context) = message.into_parts();
+                        view.stack.call(entering(target, selector, args, context))
+                    }
                     None => {
                         let e = slot.unknown();
                         Box::pin(async move { Err(e) })
@@ -295,6 +312,13 @@ impl Ref {
             Inner::Custom(c) => Arc::as_ptr(c).cast(),
         }
     }
+}
+
+/// The message for a call entering a view on this node: the call begins
+/// its own activation, nested in the caller's (see [`Context::enter`]).
+fn entering(target: Target, selector: Selector, args: Value, mut context: Context) -> Message {
+    context.enter();
+    Message::new(target, selector, args, context)
 }
 
 fn dispatch(abstraction: Option<&Arc<dyn Abstraction>>, outgoing: Outgoing) -> Dispatched {
@@ -366,6 +390,36 @@ impl Invoke for Layered {
     }
     fn describe(&self) -> Result<ViewDescriptor, Error> {
         self.inner.describe()
+    }
+}
+
+/// A call from another node as a view admitted it; see [`Ref::serve`].
+#[must_use = "the reply does nothing unless polled"]
+pub struct Served {
+    /// The reply: the call runs when it is polled.
+    pub reply: BoxFuture<'static, Result<Value, Error>>,
+    /// The kind of abstraction the view gives the method now.
+    pub kind: AbstractionKind,
+    /// The view's version now; 0 for targets that do not count versions.
+    pub version: u32,
+}
+
+impl Served {
+    fn failed(e: Error, version: u32) -> Self {
+        Served {
+            reply: Box::pin(async move { Err(e) }),
+            kind: AbstractionKind::Sync,
+            version,
+        }
+    }
+}
+
+impl fmt::Debug for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Served")
+            .field("kind", &self.kind)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 

@@ -22,7 +22,17 @@ use std::task::{Context as TaskContext, Waker};
 
 use futures_util::future::{BoxFuture, join_all};
 
-use crate::context::{ChainId, TransactionId};
+use crate::ids::ChainId;
+
+/// Identifies a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransactionId(pub u64);
+
+impl fmt::Display for TransactionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tx-{:016x}", self.0)
+    }
+}
 
 /// Something a transaction touched, which commits or rolls back with it:
 /// transactional state on this node, or the transaction's branch on

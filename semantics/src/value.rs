@@ -1,6 +1,7 @@
 //! Values: arguments and results as they travel inside one node.
 
 use std::any::{Any, TypeId, type_name};
+use std::cell::OnceCell;
 use std::fmt;
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ trait Payload: Any + Send {
     fn args_any(&self) -> Option<&dyn Any>;
     fn result_any(&self) -> Option<&dyn Any>;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn try_clone(&self) -> Option<Value>;
     fn type_name(&self) -> &'static str;
@@ -75,6 +77,9 @@ impl<T: Any + Send> Payload for Plain<T> {
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
@@ -104,6 +109,38 @@ impl<T: Any + Send> Payload for Plain<T> {
 struct Encoded {
     bytes: Bytes,
     refs: Vec<Ref>,
+    /// The value, once someone asked for it by type: a filter reading the
+    /// arguments decodes them here, and the skeleton takes them from here
+    /// instead of decoding again.
+    decoded: OnceCell<Box<dyn Any + Send>>,
+}
+
+impl Encoded {
+    /// The value as a `T`, decoded on first use.
+    fn get<T: Any + Send + DeserializeOwned>(&self) -> Result<&T, String> {
+        if let Some(held) = self.decoded.get() {
+            return held.downcast_ref::<T>().ok_or_else(|| {
+                format!(
+                    "it was read as another type already, not as a {}",
+                    type_name::<T>()
+                )
+            });
+        }
+        let value = decode_exact::<T>(&self.bytes, &self.refs)?;
+        let held = self.decoded.get_or_init(|| Box::new(value));
+        held.downcast_ref::<T>()
+            .ok_or_else(|| "decoded as another type meanwhile".to_string())
+    }
+
+    /// Takes the value out as a `T`: the one decoded already, or decoded now.
+    fn take<T: Any + DeserializeOwned>(&mut self) -> Result<T, String> {
+        if self.decoded.get().is_some_and(|held| held.is::<T>()) {
+            if let Some(Ok(value)) = self.decoded.take().map(|held| held.downcast::<T>()) {
+                return Ok(*value);
+            }
+        }
+        decode_exact::<T>(&self.bytes, &self.refs)
+    }
 }
 
 impl Payload for Encoded {
@@ -116,14 +153,14 @@ impl Payload for Encoded {
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
     fn try_clone(&self) -> Option<Value> {
-        Some(Value(Box::new(Encoded {
-            bytes: self.bytes.clone(),
-            refs: self.refs.clone(),
-        })))
+        Some(Value::encoded_with(self.bytes.clone(), self.refs.clone()))
     }
     fn type_name(&self) -> &'static str {
         "encoded bytes"
@@ -166,6 +203,9 @@ impl<A: Any + Send + Serialize, R: Any + Send + Serialize> Payload for Slot<A, R
         }
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
         self
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -243,7 +283,11 @@ impl Value {
     /// A value that arrived from another node as postcard bytes, with the
     /// references those bytes index (see [`Value::encode`]).
     pub fn encoded_with(bytes: Bytes, refs: Vec<Ref>) -> Self {
-        Value(Box::new(Encoded { bytes, refs }))
+        Value(Box::new(Encoded {
+            bytes,
+            refs,
+            decoded: OnceCell::new(),
+        }))
     }
 
     /// The bytes, if this value arrived encoded.
@@ -272,9 +316,9 @@ impl Value {
 
     /// Takes out the value as a `T`: a plain value of that type, or one
     /// that arrived encoded and decodes as one. For hand-written services.
-    pub fn decode<T: Any + DeserializeOwned>(self) -> Result<T, crate::Error> {
-        if let Some((bytes, refs)) = self.0.encoded() {
-            return decode_exact::<T>(bytes, refs).map_err(|e| {
+    pub fn decode<T: Any + DeserializeOwned>(mut self) -> Result<T, crate::Error> {
+        if let Some(encoded) = self.as_encoded_payload_mut() {
+            return encoded.take::<T>().map_err(|e| {
                 crate::Error::new(
                     crate::ErrorKind::BadArguments,
                     format!("the bytes are not a {}: {e}", type_name::<T>()),
@@ -298,14 +342,72 @@ impl Value {
     /// The call's argument tuple, if this value holds arguments of type `A`.
     ///
     /// Arguments are a tuple in declaration order: `(a, b)` for two, `(a,)`
-    /// for one, `()` for none.
-    pub fn args<A: Any>(&self) -> Option<&A> {
-        self.0.args_any()?.downcast_ref()
+    /// for one, `()` for none. This is how a filter reads typed arguments,
+    /// and it gives the same answer for a local call (the caller's values,
+    /// not copied) and a remote one (whose bytes are decoded on the first
+    /// request, once: the skeleton then takes the decoded tuple). Use
+    /// [`try_args`](Value::try_args) to learn why arguments do not read as
+    /// an `A`.
+    ///
+    /// ```
+    /// use tether_semantics::Value;
+    /// let local = Value::new((2_u64, 3_u64));
+    /// assert_eq!(local.args::<(u64, u64)>(), Some(&(2, 3)));
+    /// // The same arguments as they arrive from another node:
+    /// let remote = Value::encoded(bytes::Bytes::from_static(&[2, 3]));
+    /// assert_eq!(remote.args::<(u64, u64)>(), Some(&(2, 3)));
+    /// ```
+    pub fn args<A: Any + Send + DeserializeOwned>(&self) -> Option<&A> {
+        self.try_args().ok()
     }
 
-    /// The result or plain value held, if it is of type `T`.
+    /// The call's argument tuple as an `A`, or a
+    /// [`BadArguments`](crate::ErrorKind::BadArguments) error that says why
+    /// not; see [`args`](Value::args).
+    pub fn try_args<A: Any + Send + DeserializeOwned>(&self) -> Result<&A, crate::Error> {
+        let bad = |why: String| {
+            crate::Error::new(
+                crate::ErrorKind::BadArguments,
+                format!("the arguments are not a {}: {why}", type_name::<A>()),
+            )
+        };
+        if let Some(encoded) = self.as_encoded_payload() {
+            return encoded.get::<A>().map_err(bad);
+        }
+        self.0
+            .args_any()
+            .and_then(|a| a.downcast_ref())
+            .ok_or_else(|| bad(format!("they are a {}", self.type_name())))
+    }
+
+    /// The result or plain value held, if it is of type `T`; for a reply
+    /// that arrived from another node, decoded on the first request, once
+    /// (the stub then takes the decoded value). Caller-side filters read
+    /// typed results this way.
+    pub fn result<T: Any + Send + DeserializeOwned>(&self) -> Option<&T> {
+        match self.as_encoded_payload() {
+            Some(encoded) => encoded.get::<T>().ok(),
+            None => self.downcast_ref(),
+        }
+    }
+
+    /// The result or plain value held, if it is of type `T`, without
+    /// decoding: `None` for a value that arrived encoded and was not read
+    /// yet (use [`result`](Value::result) for those).
     pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        if let Some(encoded) = self.as_encoded_payload() {
+            return encoded.decoded.get()?.downcast_ref();
+        }
         self.0.result_any()?.downcast_ref()
+    }
+
+    fn as_encoded_payload(&self) -> Option<&Encoded> {
+        let any: &dyn Any = self.0.as_ref().as_any();
+        any.downcast_ref::<Encoded>()
+    }
+
+    fn as_encoded_payload_mut(&mut self) -> Option<&mut Encoded> {
+        self.0.as_any_mut().downcast_mut::<Encoded>()
     }
 
     /// Takes the plain value out, if it is of type `T`.
@@ -351,8 +453,8 @@ impl Value {
                 }
             };
         }
-        if let Some((bytes, refs)) = self.0.encoded() {
-            let args = decode_exact::<A>(bytes, refs).ok()?;
+        if let Some(encoded) = self.as_encoded_payload_mut() {
+            let args = encoded.take::<A>().ok()?;
             *self = Value::unit();
             return Some(args);
         }
@@ -393,10 +495,11 @@ impl Value {
                 }))),
             };
         }
-        if let Some((bytes, refs)) = self.0.encoded() {
-            return decode_exact::<R>(bytes, refs).map_err(|_| self);
+        let mut this = self;
+        if let Some(encoded) = this.as_encoded_payload_mut() {
+            return encoded.take::<R>().map_err(|_| this);
         }
-        self.downcast::<R>()
+        this.downcast::<R>()
     }
 }
 
@@ -478,6 +581,38 @@ mod tests {
         assert!(bad.into_result::<(u64, u64), u64>().is_err());
         let e = Value::new(1_u8).encode(&mut Vec::new()).unwrap_err();
         assert!(e.message().contains("Value::serializable"), "{e}");
+    }
+
+    #[test]
+    fn encoded_arguments_decode_once_on_demand() {
+        let wire = {
+            let mut wire = Vec::new();
+            Value::call::<(u64, String), u64>((7, "x".into()), None)
+                .encode(&mut wire)
+                .unwrap();
+            Bytes::from(wire)
+        };
+        let mut incoming = Value::encoded(wire);
+        // A filter reads them...
+        assert_eq!(
+            incoming.args::<(u64, String)>(),
+            Some(&(7, "x".to_string()))
+        );
+        assert!(
+            incoming.downcast_ref::<(u64, String)>().is_some(),
+            "kept decoded"
+        );
+        // ... a filter that expects other types gets a clear error ...
+        let e = incoming.try_args::<(u8,)>().unwrap_err();
+        assert!(e.is_bad_arguments(), "{e}");
+        // ... and the skeleton takes the decoded tuple, not the bytes again.
+        assert_eq!(
+            incoming.take_args::<(u64, String), u64>(),
+            Some((7, "x".to_string()))
+        );
+        let bad = Value::encoded(Bytes::from_static(&[0xff]));
+        let e = bad.try_args::<(u64, u64)>().unwrap_err();
+        assert!(e.message().contains("(u64, u64)"), "{e}");
     }
 
     #[test]

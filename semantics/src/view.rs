@@ -5,18 +5,18 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll, Waker};
 
-use arc_swap::ArcSwapOption;
 use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
-use crate::message::ObjectEntry;
-use crate::{
-    Abstraction, AbstractionKind, BoxError, BoxFuture, Error, ErrorKind, Interface,
-    InterfaceDescriptor, Message, Method, MethodDescriptor, Selector, Value,
-};
+use crate::abstraction::{Abstraction, AbstractionKind};
+use crate::error::Error;
+use crate::interface::{Interface, Method};
+use crate::message::{CompiledView, ErasedStack, Message, MethodEntry};
+use crate::selector::Selector;
+use crate::value::Value;
+use crate::{BoxError, BoxFuture};
 
 /// How callers see an object: an invocation abstraction per method and a
 /// stack of filters, over one interface `I`.
@@ -109,7 +109,7 @@ impl<I: Interface, L> View<I, L> {
     }
 
     /// Offers only `methods`; calls to the others fail with
-    /// [`ErrorKind::UnknownMethod`].
+    /// [`ErrorKind::UnknownMethod`](crate::ErrorKind::UnknownMethod).
     pub fn only(mut self, methods: impl IntoIterator<Item = Method<I>>) -> Self {
         self.only = Some(methods.into_iter().map(Method::selector).collect());
         self
@@ -172,6 +172,7 @@ impl<I: Interface, L> View<I, L> {
         Ok(CompiledView {
             methods,
             stack: self.layers.into_inner().erase(backing),
+            version: 0,
         })
     }
 }
@@ -306,12 +307,6 @@ impl<S> FilterService for S where
 {
 }
 
-/// A view's filter stack with its type erased.
-#[doc(hidden)]
-pub trait ErasedStack: Send + Sync + 'static {
-    fn call(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>>;
-}
-
 /// The generic erased stack: clone the service, make sure it is ready,
 /// call it.
 pub(crate) struct Erased<S>(pub(crate) S);
@@ -389,177 +384,4 @@ fn already_boxed<F: 'static, O: 'static>(future: F) -> Result<BoxFuture<'static,
         Some(future) => Err(future),
         None => unreachable!("taken only when it was a BoxFuture"),
     }
-}
-
-/// A view attached to an object: its per-method table and built stack.
-pub(crate) struct CompiledView {
-    methods: Box<[MethodEntry]>,
-    pub(crate) stack: Box<dyn ErasedStack>,
-}
-
-impl CompiledView {
-    /// Whether every method the view offers is sync, so a stub can defer
-    /// any call without looking at the view.
-    pub(crate) fn all_sync(&self) -> bool {
-        self.methods.iter().all(|m| {
-            m.abstraction
-                .as_ref()
-                .is_none_or(|a| a.kind() == AbstractionKind::Sync)
-        })
-    }
-}
-
-pub(crate) struct MethodEntry {
-    descriptor: &'static MethodDescriptor,
-    offered: bool,
-    pub(crate) abstraction: Option<Arc<dyn Abstraction>>,
-}
-
-impl CompiledView {
-    /// The view's entry for `selector`, if the view offers the method.
-    pub(crate) fn resolve(
-        &self,
-        selector: Selector,
-        slot: &ViewSlot,
-    ) -> Result<&MethodEntry, Error> {
-        match self
-            .methods
-            .iter()
-            .find(|m| m.descriptor.selector() == selector)
-        {
-            Some(m) if m.offered => Ok(m),
-            Some(_) => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!(
-                    "view {:?} of {} does not offer {}::{}",
-                    slot.name,
-                    slot.object.id,
-                    slot.interface.name(),
-                    selector.name()
-                ),
-            )),
-            None => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!(
-                    "{} has no method {} (selector {:08x})",
-                    slot.interface.name(),
-                    selector.name(),
-                    selector.id()
-                ),
-            )),
-        }
-    }
-
-    fn describe(&self, slot: &ViewSlot) -> ViewDescriptor {
-        ViewDescriptor {
-            interface: slot.interface,
-            view: slot.name.to_string(),
-            methods: self
-                .methods
-                .iter()
-                .filter(|m| m.offered)
-                .map(|m| MethodView {
-                    method: m.descriptor,
-                    kind: m
-                        .abstraction
-                        .as_ref()
-                        .map_or(AbstractionKind::Sync, |a| a.kind()),
-                })
-                .collect(),
-        }
-    }
-}
-
-/// One named view of one object; references point here. The view it holds
-/// can be replaced or removed; references stay equal.
-pub(crate) struct ViewSlot {
-    pub(crate) object: Arc<ObjectEntry>,
-    pub(crate) name: Arc<str>,
-    pub(crate) interface: &'static InterfaceDescriptor,
-    pub(crate) current: ArcSwapOption<CompiledView>,
-    /// Whether the current view (if any) makes every method sync; read on
-    /// every stub call, so it saves loading the view twice.
-    pub(crate) all_sync: AtomicBool,
-}
-
-impl ViewSlot {
-    /// Installs `view` (or removes the current one).
-    pub(crate) fn store(&self, view: Option<Arc<CompiledView>>) -> bool {
-        // Cleared first: a stub that sees `true` while the view changes
-        // defers, and deferral is always correct, only slower for
-        // non-sync methods, which then look at the view themselves.
-        self.all_sync.store(false, Ordering::Release);
-        let all_sync = view.as_ref().is_none_or(|v| v.all_sync());
-        let old = self.current.swap(view);
-        self.all_sync.store(all_sync, Ordering::Release);
-        old.is_some()
-    }
-
-    pub(crate) fn unknown(&self) -> Error {
-        Error::new(
-            ErrorKind::UnknownObject,
-            format!(
-                "object {} has no view {:?} any more",
-                self.object.id, self.name
-            ),
-        )
-    }
-
-    pub(crate) fn describe(&self) -> Result<ViewDescriptor, Error> {
-        let view = self.current.load();
-        let view = view.as_ref().ok_or_else(|| self.unknown())?;
-        Ok(view.describe(self))
-    }
-}
-
-/// What a view offers, as a caller (or a remote peer) sees it.
-#[derive(Debug, Clone)]
-pub struct ViewDescriptor {
-    interface: &'static InterfaceDescriptor,
-    view: String,
-    methods: Vec<MethodView>,
-}
-
-impl ViewDescriptor {
-    /// A descriptor, for custom targets.
-    pub fn new(
-        interface: &'static InterfaceDescriptor,
-        view: impl Into<String>,
-        methods: Vec<MethodView>,
-    ) -> Self {
-        ViewDescriptor {
-            interface,
-            view: view.into(),
-            methods,
-        }
-    }
-
-    /// The interface of the view.
-    pub fn interface(&self) -> &'static InterfaceDescriptor {
-        self.interface
-    }
-    /// The view's name.
-    pub fn view(&self) -> &str {
-        &self.view
-    }
-    /// The methods the view offers, each with its abstraction's kind.
-    pub fn methods(&self) -> &[MethodView] {
-        &self.methods
-    }
-    /// The kind of abstraction the view uses for `method`, if offered.
-    pub fn kind_of(&self, method: &str) -> Option<AbstractionKind> {
-        self.methods
-            .iter()
-            .find(|m| m.method.name() == method)
-            .map(|m| m.kind)
-    }
-}
-
-/// One method as a view offers it.
-#[derive(Debug, Clone, Copy)]
-pub struct MethodView {
-    /// The method.
-    pub method: &'static MethodDescriptor,
-    /// How the view carries it out.
-    pub kind: AbstractionKind,
 }

@@ -23,8 +23,8 @@ use tether_semantics::{Error, ErrorKind, Ref, ViewDescriptor};
 
 use crate::frame::{
     Call, Cancel, Credentials, Describe, Description, Frame, FrameError, Goodbye, Hello, Limits,
-    OnewayCall, Outcome, Release, Return, Tag, VERSION, WireContext, WireError, WireMethod,
-    WireRef, WireView, abstraction_code, error_code,
+    OnewayCall, Outcome, Release, Return, Revised, Tag, VERSION, WireContext, WireError,
+    WireMethod, WireRef, WireView, abstraction_code, error_code,
 };
 
 /// What a session is configured with.
@@ -55,6 +55,29 @@ impl Default for SessionConfig {
             max_in_flight: 1024,
             hello_timeout: Duration::from_secs(10),
             max_unsent: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Which method of which of the peer's exports a call is for, and the
+/// version of the view's description the caller went by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Callee {
+    /// The export, in the peer's table.
+    pub key: u32,
+    /// The method's selector id.
+    pub selector: u32,
+    /// The version of the view's Description the call goes by; 0 if none.
+    pub version: u32,
+}
+
+impl Callee {
+    /// Method `selector` of the peer's export `key`, with no description.
+    pub fn new(key: u32, selector: u32) -> Self {
+        Callee {
+            key,
+            selector,
+            version: 0,
         }
     }
 }
@@ -90,10 +113,14 @@ pub enum Incoming {
 pub struct IncomingCall {
     /// The call's id; `None` for a oneway call, which gets no reply.
     pub id: Option<u64>,
+    /// The export's key in this side's table.
+    pub key: u32,
     /// The export called.
     pub target: Ref,
     /// The method.
     pub selector: u32,
+    /// The version of the view's description the caller went by (0: none).
+    pub version: u32,
     /// The call's context.
     pub context: WireContext,
     /// The references the arguments hold, in table order.
@@ -134,6 +161,14 @@ pub enum Event {
     Cancel(u64),
     /// One of this side's questions is answered.
     Answer(u64, Answer),
+    /// The peer replaced the view behind its export `key`: describe it
+    /// again (see [`Revised`]).
+    Revised {
+        /// The export, in the peer's table.
+        key: u32,
+        /// The view's version now.
+        version: u32,
+    },
     /// An extension frame arrived.
     Extension(Tag, Bytes),
     /// The connection closed. Every question has been answered with a
@@ -162,6 +197,8 @@ struct Export {
     count: u64,
     /// Never released: the bootstrap object.
     pinned: bool,
+    /// The newest view version the peer was told of with a Revised frame.
+    announced: u32,
 }
 
 struct Import {
@@ -199,6 +236,11 @@ pub struct Session {
     transmit: VecDeque<Bytes>,
     unsent: usize,
     events: VecDeque<Event>,
+    /// References the session no longer holds. The session never drops a
+    /// `Ref` itself: the last one may be the last handle on a user's object
+    /// or a proxy, whose drop is not the session's to run (the driver holds
+    /// its lock). The driver takes them with [`take_released`](Session::take_released).
+    released: Vec<Ref>,
 }
 
 impl fmt::Debug for Session {
@@ -230,6 +272,7 @@ impl Session {
             transmit: VecDeque::new(),
             unsent: 0,
             events: VecDeque::new(),
+            released: Vec::new(),
             config,
         };
         if let Some(target) = bootstrap {
@@ -282,6 +325,19 @@ impl Session {
     /// The next event to act on.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// The references the session let go of since the last call (released
+    /// by the peer, or dropped when the session closed), for the driver to
+    /// drop where no lock of its is held.
+    pub fn take_released(&mut self) -> Vec<Ref> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Whether the peer's call `id` is still running here (not answered,
+    /// cancelled or ended by the close).
+    pub fn is_answering(&self, id: u64) -> bool {
+        self.answers.contains(&id)
     }
 
     /// When [`handle_timeout`](Session::handle_timeout) must be called
@@ -360,16 +416,14 @@ impl Session {
             Frame::Goodbye(g) => self.shut(format!("the peer said goodbye: {}", g.reason), false),
             Frame::Call(call) => self.on_call(
                 Some(call.id),
-                call.key,
-                call.selector,
+                (call.key, call.selector, call.version),
                 call.context,
                 call.refs,
                 call.args,
             ),
             Frame::Oneway(call) => self.on_call(
                 None,
-                call.key,
-                call.selector,
+                (call.key, call.selector, call.version),
                 call.context,
                 call.refs,
                 call.args,
@@ -395,6 +449,11 @@ impl Session {
                         .push_back(Event::Answer(id, Answer::Description(view)));
                 }
             }
+            Frame::Revised(Revised { key, version }) => {
+                if self.imports.contains_key(&key) {
+                    self.events.push_back(Event::Revised { key, version });
+                }
+            }
             Frame::Extension { tag, body } => self.events.push_back(Event::Extension(tag, body)),
         }
     }
@@ -402,8 +461,7 @@ impl Session {
     fn on_call(
         &mut self,
         id: Option<u64>,
-        key: u32,
-        selector: u32,
+        (key, selector, version): (u32, u32, u32),
         context: WireContext,
         wire_refs: Vec<WireRef>,
         args: Bytes,
@@ -451,8 +509,10 @@ impl Session {
         }
         self.events.push_back(Event::Call(IncomingCall {
             id,
+            key,
             target,
             selector,
+            version,
             context,
             refs,
             args,
@@ -518,7 +578,10 @@ impl Session {
         export.count = export.count.saturating_sub(u64::from(count));
         if export.count == 0 {
             if let Some(export) = self.exports.remove(&key) {
-                self.keys.remove(&export.target);
+                if let Some((r, _)) = self.keys.remove_entry(&export.target) {
+                    self.released.push(r);
+                }
+                self.released.push(export.target);
             }
         }
     }
@@ -569,15 +632,43 @@ impl Session {
         }
     }
 
-    /// Sends a call to the peer's export `key`; returns its id.
+    /// Tells the peer that the view behind `target`, if this connection
+    /// exports it, has version `version` now (a [`Revised`] frame), unless
+    /// the peer was told already.
+    pub fn revised(&mut self, target: &Ref, version: u32) {
+        let Some(&key) = self.keys.get(target) else {
+            return;
+        };
+        self.revised_key(key, version);
+    }
+
+    /// The same, by key: for a call that went by an older description.
+    pub fn revised_key(&mut self, key: u32, version: u32) {
+        if self.is_closed() {
+            return;
+        }
+        let Some(export) = self.exports.get_mut(&key) else {
+            return;
+        };
+        if export.announced >= version {
+            return;
+        }
+        export.announced = version;
+        self.send(&Frame::Revised(Revised { key, version }));
+    }
+
+    /// Sends a call to the peer's export `callee.key`; returns its id.
     ///
     /// `args` is the encoded argument tuple, `refs` the references it
     /// indexes. A `deadline` makes the call fail with `deadline exceeded`
     /// when it passes (see [`handle_timeout`](Session::handle_timeout)).
     pub fn call(
         &mut self,
-        key: u32,
-        selector: u32,
+        Callee {
+            key,
+            selector,
+            version,
+        }: Callee,
         context: WireContext,
         refs: Vec<Outgoing>,
         args: Bytes,
@@ -589,6 +680,7 @@ impl Session {
             id,
             key,
             selector,
+            version,
             context,
             refs: Vec::new(),
             args,
@@ -599,11 +691,14 @@ impl Session {
         Ok(id)
     }
 
-    /// Sends a oneway call to the peer's export `key`.
+    /// Sends a oneway call to the peer's export `callee.key`.
     pub fn oneway(
         &mut self,
-        key: u32,
-        selector: u32,
+        Callee {
+            key,
+            selector,
+            version,
+        }: Callee,
         context: WireContext,
         refs: Vec<Outgoing>,
         args: Bytes,
@@ -612,6 +707,7 @@ impl Session {
         let frame = Frame::Oneway(OnewayCall {
             key,
             selector,
+            version,
             context,
             refs: Vec::new(),
             args,
@@ -691,8 +787,9 @@ impl Session {
         let mut answers: Vec<u64> = self.answers.drain().collect();
         answers.sort_unstable();
         self.events.extend(answers.into_iter().map(Event::Cancel));
-        self.exports.clear();
-        self.keys.clear();
+        self.released
+            .extend(self.exports.drain().map(|(_, export)| export.target));
+        self.released.extend(self.keys.drain().map(|(r, _)| r));
         self.imports.clear();
         self.events
             .push_back(Event::Closed(Closed { reason, by_us }));
@@ -791,6 +888,7 @@ impl Session {
                 target: target.clone(),
                 count: 0,
                 pinned: false,
+                announced: 0,
             },
         );
         key
@@ -805,7 +903,10 @@ impl Session {
             .collect();
         for key in unused {
             if let Some(e) = self.exports.remove(&key) {
-                self.keys.remove(&e.target);
+                if let Some((r, _)) = self.keys.remove_entry(&e.target) {
+                    self.released.push(r);
+                }
+                self.released.push(e.target);
             }
         }
     }
@@ -852,6 +953,7 @@ pub fn wire_view(d: &ViewDescriptor) -> WireView {
         interface: d.interface().name().to_string(),
         fingerprint: d.interface().fingerprint(),
         view: d.view().to_string(),
+        version: d.version(),
         methods: d
             .methods()
             .iter()

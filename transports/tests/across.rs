@@ -17,7 +17,7 @@ use tether::filters::access::Who;
 use tether::filters::transaction::{TxCell, active_transactions};
 use tether::filters::{AccessLayer, MutexLayer, TransactionLayer};
 use tether::transports::frame::{Credentials, Hello, WireContext};
-use tether::transports::session::{Answer, Event, Session, SessionConfig};
+use tether::transports::session::{Answer, Callee, Event, Session, SessionConfig};
 use tether::transports::{Config, Listener, Peer, tcp};
 use tether::{ErrorKind, Exposed, Node, Object, Principal, Selector, Value};
 use tokio::net::TcpStream;
@@ -568,12 +568,15 @@ pub trait Ring {
 struct Station {
     me: OnceLock<RingClient>,
     gate: Semaphore,
+    at_gate: AtomicU64,
 }
 
 impl Ring for Station {
     async fn around(&self, next: RingClient, hops: u64) -> u64 {
         if hops == 0 {
+            self.at_gate.fetch_add(1, Ordering::SeqCst);
             self.gate.acquire().await.unwrap().forget();
+            self.at_gate.fetch_sub(1, Ordering::SeqCst);
             return 0;
         }
         let me = self.me.get().unwrap().clone();
@@ -590,6 +593,7 @@ fn station(node: &Node) -> Exposed<Object<Station>> {
         .expose(Station {
             me: OnceLock::new(),
             gate: Semaphore::new(0),
+            at_gate: AtomicU64::new(0),
         })
         .with_view("v", RingInterface::view().layer(MutexLayer::exclusive()))
         .unwrap();
@@ -631,6 +635,43 @@ async fn a_callback_cycle_through_exclusive_objects_on_two_nodes_completes() {
         sb.object().gate.add_permits(1);
         assert_eq!(chain.await.unwrap().unwrap(), 3);
         assert_eq!(unrelated.await.unwrap().unwrap(), 1);
+        a_to_b.close().await;
+        listener.close().await;
+    })
+    .await;
+}
+
+/// Two calls a remote caller starts side by side from one scope share its
+/// chain, but neither is nested in the other: the callee's lock lets them
+/// in one at a time.
+#[tokio::test]
+async fn siblings_from_one_remote_scope_take_turns() {
+    let _serial = SERIAL.lock().await;
+    bounded(async {
+        let (a, b) = (Node::new(), Node::new());
+        let (sa, sb) = (station(&a), station(&b));
+        let listener = tcp::serve(&b, "127.0.0.1:0", Config::new()).await.unwrap();
+        let a_to_b = tcp::connect(&a, listener.local_addr(), Config::new())
+            .await
+            .unwrap();
+        let b_ring: RingClient = a_to_b.lookup("ring").await.unwrap();
+        let me = sa.client::<RingClient>("v").unwrap();
+        let both = tokio::spawn(tether::Context::new().scope(async move {
+            let (x, y) = tokio::join!(b_ring.around(me.clone(), 0), b_ring.around(me, 0));
+            (x.unwrap(), y.unwrap())
+        }));
+        eventually("one call reaches B's gate", || {
+            sb.object().at_gate.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            sb.object().at_gate.load(Ordering::SeqCst),
+            1,
+            "the sibling waits for the lock"
+        );
+        sb.object().gate.add_permits(2);
+        assert_eq!(both.await.unwrap(), (0, 0));
         a_to_b.close().await;
         listener.close().await;
     })
@@ -779,8 +820,7 @@ impl Raw {
         let id = self
             .session
             .call(
-                key,
-                selector,
+                Callee::new(key, selector),
                 WireContext::default(),
                 Vec::new(),
                 Bytes::from(bytes),

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tether::abstractions::{FutureCall, Multicast, Oneway, Policy};
+use tether::filters::AccessLayer;
+use tether::filters::access::Who;
 use tether::transports::{Config, Listener, Peer, memory, quic, tcp, ws};
-use tether::{Client, Context, ErrorKind, Node};
+use tether::{AbstractionKind, Client, Context, Directory, ErrorKind, Message, Node};
 
 #[tether::interface]
 pub trait Calc {
@@ -20,6 +22,24 @@ pub trait Calc {
     async fn slow(&self, ms: u64) -> u64;
     async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
     async fn boom(&self) -> u64;
+    /// Waits at the calculator's gate.
+    async fn wait(&self);
+    /// Takes an argument whose decodes are counted.
+    async fn count(&self, v: Counted) -> u64;
+}
+
+/// A `u64` that counts how often it is decoded, to check that a remote
+/// call's arguments are decoded once, whoever reads them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Counted(pub u64);
+
+static DECODED: AtomicU64 = AtomicU64::new(0);
+
+impl<'de> serde::Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DECODED.fetch_add(1, Ordering::SeqCst);
+        u64::deserialize(d).map(Counted)
+    }
 }
 
 #[tether::interface]
@@ -36,6 +56,10 @@ pub trait Hub {
     async fn is_home(&self, c: CalcClient) -> bool;
     async fn keep(&self, cb: CallbackClient);
     async fn drop_kept(&self);
+    /// Fails, having been handed a callback.
+    async fn refuse(&self, cb: CallbackClient) -> Result<u64, String>;
+    /// Holds a callback for `ms`.
+    async fn hold(&self, cb: CallbackClient, ms: u64) -> u64;
 }
 
 #[derive(Default)]
@@ -43,6 +67,16 @@ struct Calculator {
     notes: Mutex<Vec<String>>,
     started: AtomicU64,
     dropped: Arc<AtomicU64>,
+    gate: Gate,
+    waiting: AtomicU64,
+}
+
+/// A closed gate: each permit lets one waiter through.
+struct Gate(tokio::sync::Semaphore);
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(tokio::sync::Semaphore::new(0))
+    }
 }
 
 struct CountDrop(Arc<AtomicU64>);
@@ -75,6 +109,20 @@ impl Calc for Calculator {
     async fn boom(&self) -> u64 {
         panic!("boom")
     }
+    async fn wait(&self) {
+        struct Leave<'a>(&'a AtomicU64);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _leave = Leave(&self.waiting);
+        self.gate.0.acquire().await.unwrap().forget();
+    }
+    async fn count(&self, v: Counted) -> u64 {
+        v.0
+    }
 }
 
 struct Server {
@@ -100,6 +148,13 @@ impl Hub for Server {
     }
     async fn drop_kept(&self) {
         self.kept.lock().unwrap().take();
+    }
+    async fn refuse(&self, _cb: CallbackClient) -> Result<u64, String> {
+        Err("refused".into())
+    }
+    async fn hold(&self, _cb: CallbackClient, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
     }
 }
 
@@ -139,8 +194,14 @@ fn server_world() -> World {
         )
         .unwrap()
         .with_view("narrow", CalcInterface::view().only([CalcInterface::ADD]))
+        .unwrap()
+        .with_view("checked", CalcInterface::view().layer(small_sums_only()))
+        .unwrap()
+        .with_view("swap", CalcInterface::view())
         .unwrap();
     node.publish("calc", calc.view("plain").unwrap());
+    node.publish("calc/checked", calc.view("checked").unwrap());
+    node.publish("calc/swap", calc.view("swap").unwrap());
     node.publish("calc/async", calc.view("async").unwrap());
     node.publish("calc/narrow", calc.view("narrow").unwrap());
     let hub = node
@@ -149,6 +210,13 @@ fn server_world() -> World {
             kept: Mutex::new(None),
         })
         .with_view("hub", HubInterface::view())
+        .unwrap()
+        .with_view(
+            "guarded",
+            HubInterface::view().layer(
+                AccessLayer::deny_all().allow_methods(Who::Anyone, [HubInterface::DROP_KEPT]),
+            ),
+        )
         .unwrap();
     hub.object()
         .calc
@@ -156,7 +224,33 @@ fn server_world() -> World {
         .ok()
         .unwrap();
     node.publish("hub", hub.view("hub").unwrap());
+    node.publish("hub/guarded", hub.view("guarded").unwrap());
     World { node, calc }
+}
+
+/// A filter that reads typed arguments: `add` and `count` only with
+/// operands under 100. It refuses what it cannot read, so a filter that
+/// cannot see remote arguments shows up as refusing everything remote.
+fn small_sums_only() -> tower::filter::FilterLayer<fn(Message) -> Result<Message, tether::Error>> {
+    tower::filter::FilterLayer::new(|message: Message| {
+        let small = if message.selector() == CalcInterface::ADD.selector() {
+            let (a, b) = message.args().try_args::<(u64, u64)>()?;
+            *a < 100 && *b < 100
+        } else if message.selector() == CalcInterface::COUNT.selector() {
+            let (v,) = message.args().try_args::<(Counted,)>()?;
+            v.0 < 100
+        } else {
+            true
+        };
+        if small {
+            Ok(message)
+        } else {
+            Err(tether::Error::new(
+                ErrorKind::AccessDenied,
+                "operands of 100 or more",
+            ))
+        }
+    })
 }
 
 /// Both ends of one connection.
@@ -302,6 +396,22 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn disconnection_fails_pending_and_later_calls() {
                 bounded(super::disconnection(|w, c| Box::pin(link(w, c)))).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn filters_read_remote_arguments_as_local_ones() {
+                bounded(super::filters_read_remote_arguments(|w, c| Box::pin(link(w, c)))).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn references_in_refused_failed_cancelled_and_expired_calls_are_released() {
+                bounded(super::references_in_calls_that_do_not_run(|w, c| Box::pin(link(w, c)))).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_connection_offers_only_its_directory() {
+                bounded(super::only_its_directory(|w, c, sc, cc| Box::pin(link_with(w, c, sc, cc)))).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_swapped_view_reaches_remote_callers() {
+                bounded(super::swaps_reach_remote_callers(|w, c| Box::pin(link(w, c)))).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn limits_give_clear_errors() {
@@ -605,4 +715,233 @@ async fn limits(link: LinkerWith) {
     .await;
     assert_eq!(calc.add(1, 1).await.unwrap(), 2);
     l.close().await;
+}
+
+async fn filters_read_remote_arguments(link: Linker) {
+    let world = server_world();
+    let local: CalcClient = world.node.lookup("calc/checked").unwrap();
+    let node = Node::new();
+    let l = link(&world, &node).await;
+    let remote: CalcClient = l.client.lookup("calc/checked").await.unwrap();
+    for calc in [&local, &remote] {
+        assert_eq!(calc.add(2, 3).await.unwrap(), 5, "small sums pass");
+        let e = calc.add(200, 3).await.unwrap_err();
+        assert!(
+            e.is_access_denied(),
+            "the same refusal locally and remotely: {e}"
+        );
+    }
+    // Arguments that do not decode as the filter's types: a clear error.
+    let e = remote
+        .reference()
+        .call(
+            CalcInterface::ADD.selector(),
+            tether::Value::serializable(("not numbers".to_string(),)),
+            Context::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.is_bad_arguments() && e.message().contains("(u64, u64)"),
+        "{e}"
+    );
+    // Decoded once: the filter reads the argument, the skeleton takes it.
+    let before = DECODED.load(Ordering::SeqCst);
+    assert_eq!(remote.count(Counted(7)).await.unwrap(), 7);
+    assert_eq!(
+        DECODED.load(Ordering::SeqCst) - before,
+        1,
+        "one decode per call"
+    );
+    let e = remote.count(Counted(700)).await.unwrap_err();
+    assert!(e.is_access_denied(), "{e}");
+    l.close().await;
+}
+
+async fn references_in_calls_that_do_not_run(link: Linker) {
+    let world = server_world();
+    let node = Node::new();
+    let l = link(&world, &node).await;
+    let hub: HubClient = l.client.lookup("hub").await.unwrap();
+    let guarded: HubClient = l.client.lookup("hub/guarded").await.unwrap();
+    let calc: CalcClient = l.client.lookup("calc").await.unwrap();
+    let baseline = (l.client.tables(), l.server.tables());
+    let cb: CallbackClient = node
+        .expose(Pinger {
+            hub: hub.clone(),
+            me: OnceLock::new(),
+        })
+        .with_view("cb", CallbackInterface::view())
+        .unwrap()
+        .client("cb")
+        .unwrap();
+    let back_to_baseline = || {
+        let (c, s) = (l.client.tables(), l.server.tables());
+        c.exports == baseline.0.exports
+            && s.imports == baseline.1.imports
+            && c.questions == 0
+            && s.answers == 0
+    };
+
+    // Refused by the view's filter: the arguments are dropped unread.
+    let e = guarded.keep(cb.clone()).await.unwrap_err();
+    assert!(e.is_access_denied(), "{e}");
+    assert_eq!(
+        calc.add(1, 1).await.unwrap(),
+        2,
+        "the connection still serves"
+    );
+    eventually("the refused call's reference is released", back_to_baseline).await;
+
+    // Failed in the callee.
+    let e = hub.refuse(cb.clone()).await.unwrap_err();
+    assert_eq!(e.callee().map(String::as_str), Some("refused"));
+    eventually("the failed call's reference is released", back_to_baseline).await;
+
+    // Cancelled by the caller.
+    let waited =
+        tokio::time::timeout(Duration::from_millis(50), hub.hold(cb.clone(), 60_000)).await;
+    assert!(waited.is_err());
+    eventually(
+        "the cancelled call's reference is released",
+        back_to_baseline,
+    )
+    .await;
+
+    // Past its deadline.
+    let e = Context::new()
+        .with_deadline(Instant::now() + Duration::from_millis(50))
+        .scope(hub.hold(cb.clone(), 60_000))
+        .await
+        .unwrap_err();
+    assert!(e.is_deadline_exceeded(), "{e}");
+    eventually("the expired call's reference is released", back_to_baseline).await;
+
+    assert_eq!(
+        calc.add(2, 2).await.unwrap(),
+        4,
+        "and the connection still serves"
+    );
+    l.close().await;
+}
+
+async fn only_its_directory(link: LinkerWith) {
+    let world = server_world();
+    let node = Node::new();
+    let guests = Directory::new();
+    guests.publish("guest/calc", world.calc.view("narrow").unwrap());
+    let l = link(
+        &world,
+        &node,
+        Config::new().directory(guests),
+        Config::new(),
+    )
+    .await;
+    let calc: CalcClient = l.client.lookup("guest/calc").await.unwrap();
+    assert_eq!(calc.add(1, 2).await.unwrap(), 3);
+    for name in ["calc", "hub", "calc/checked"] {
+        let e = l.client.lookup::<CalcClient>(name).await.unwrap_err();
+        assert!(
+            e.is_unknown_object(),
+            "{name} is published node-wide only: {e}"
+        );
+    }
+    // The node-wide directory itself still has them, for other connections.
+    assert!(world.node.lookup_ref("calc").is_ok());
+    l.close().await;
+}
+
+async fn swaps_reach_remote_callers(link: Linker) {
+    let world = server_world();
+    let node = Node::new();
+    let l = link(&world, &node).await;
+    let calc: CalcClient = l.client.lookup("calc/swap").await.unwrap();
+    let object = world.calc.object();
+    let kind = |c: &CalcClient| c.reference().describe().unwrap().kind_of("wait");
+
+    // Sync: the caller waits for the method.
+    assert_eq!(kind(&calc), Some(AbstractionKind::Sync));
+    let waited = tokio::time::timeout(Duration::from_millis(50), calc.wait()).await;
+    assert!(waited.is_err(), "a sync call waits at the gate");
+    eventually("the cancelled wait leaves", || {
+        object.waiting.load(Ordering::SeqCst) == 0
+    })
+    .await;
+
+    // Sync → oneway: the very next call returns at once, though the method
+    // still waits at the gate.
+    world
+        .calc
+        .set_view(
+            "swap",
+            CalcInterface::view().method(CalcInterface::WAIT, Oneway),
+        )
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), calc.wait())
+        .await
+        .expect("a oneway call does not wait")
+        .unwrap();
+    eventually("the oneway call runs at the callee", || {
+        object.waiting.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    eventually("the caller learns the new view", || {
+        kind(&calc) == Some(AbstractionKind::Oneway)
+    })
+    .await;
+    object.gate.0.add_permits(1);
+    eventually("it ran", || object.waiting.load(Ordering::SeqCst) == 0).await;
+
+    // Oneway → sync: the owner's swap is announced, and the caller waits
+    // again.
+    world.calc.set_view("swap", CalcInterface::view()).unwrap();
+    eventually("the caller learns the new view", || {
+        kind(&calc) == Some(AbstractionKind::Sync)
+    })
+    .await;
+    let waited = tokio::time::timeout(Duration::from_millis(50), calc.wait()).await;
+    assert!(waited.is_err(), "sync again: the caller waits at the gate");
+    l.close().await;
+}
+
+/// A node with two listeners, each with its own directory: a name
+/// published on one cannot be looked up through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_listener_offers_only_its_own_names() {
+    bounded(async {
+        let world = server_world();
+        let (members, guests) = (Directory::new(), Directory::new());
+        members.publish("room/member", world.calc.view("plain").unwrap());
+        guests.publish("room/guest", world.calc.view("narrow").unwrap());
+        let over_tcp = tcp::serve(&world.node, "127.0.0.1:0", Config::new().directory(members))
+            .await
+            .unwrap();
+        let over_ws = ws::serve(&world.node, "127.0.0.1:0", Config::new().directory(guests))
+            .await
+            .unwrap();
+        let client = Node::new();
+        let to_tcp = tcp::connect(&client, over_tcp.local_addr(), Config::new())
+            .await
+            .unwrap();
+        let url = format!("ws://{}/", over_ws.local_addr());
+        let to_ws = ws::connect(&client, &url, Config::new()).await.unwrap();
+
+        let member: CalcClient = to_tcp.lookup("room/member").await.unwrap();
+        assert_eq!(member.divide(6, 3).await.unwrap(), 2);
+        let e = to_ws.lookup::<CalcClient>("room/member").await.unwrap_err();
+        assert!(e.is_unknown_object(), "{e}");
+        let guest: CalcClient = to_ws.lookup("room/guest").await.unwrap();
+        assert!(guest.divide(6, 3).await.unwrap_err().is_unknown_method());
+        let e = to_tcp.lookup::<CalcClient>("room/guest").await.unwrap_err();
+        assert!(e.is_unknown_object(), "{e}");
+        // Neither offers the node-wide names.
+        let e = to_tcp.lookup::<CalcClient>("calc").await.unwrap_err();
+        assert!(e.is_unknown_object(), "{e}");
+
+        to_tcp.close().await;
+        to_ws.close().await;
+        over_tcp.close().await;
+        over_ws.close().await;
+    })
+    .await
 }

@@ -24,6 +24,7 @@ fn context() -> WireContext {
         transaction: Some(42),
         deadline_ms: Some(1500),
         trace: Some(u128::MAX),
+        lineage: vec![7, u64::MAX],
     }
 }
 
@@ -47,6 +48,7 @@ fn every_frame_round_trips() {
         id: 1,
         key: 2,
         selector: 0xdead_beef,
+        version: 3,
         context: context(),
         refs: Vec::new(),
         args: Bytes::from_static(b"\x01\x02"),
@@ -55,6 +57,7 @@ fn every_frame_round_trips() {
         id: 0,
         key: 0,
         selector: 0,
+        version: 0,
         context: WireContext::default(),
         refs: Vec::new(),
         args: Bytes::new(),
@@ -62,6 +65,7 @@ fn every_frame_round_trips() {
     round_trip(Frame::Oneway(OnewayCall {
         key: 9,
         selector: 3,
+        version: u32::MAX,
         context: context(),
         refs: Vec::new(),
         args: Bytes::from_static(b"x"),
@@ -87,6 +91,7 @@ fn every_frame_round_trips() {
             interface: "Account".into(),
             fingerprint: 0xfeed_face_cafe_beef,
             view: "teller".into(),
+            version: 2,
             methods: vec![WireMethod {
                 selector: 7,
                 name: "note".into(),
@@ -95,6 +100,7 @@ fn every_frame_round_trips() {
         }),
     }));
     round_trip(Frame::Description(Description { id: 4, view: None }));
+    round_trip(Frame::Revised(Revised { key: 4, version: 9 }));
     round_trip(Frame::Extension {
         tag: Tag(0x8000_0001),
         body: Bytes::from_static(b"relay"),
@@ -107,11 +113,13 @@ fn a_call_has_the_layout_protocol_md_draws() {
         id: 300,
         key: 1,
         selector: 0x1122_3344,
+        version: 5,
         context: WireContext {
             chain: 1,
             transaction: None,
             deadline_ms: Some(2),
             trace: None,
+            lineage: vec![0x0102_0304_0506_0708],
         },
         refs: Vec::new(),
         args: Bytes::from_static(&[0xaa, 0xbb]),
@@ -121,10 +129,12 @@ fn a_call_has_the_layout_protocol_md_draws() {
         0xac, 0x02, // id 300 as a varint
         0x01, // key 1
         0x44, 0x33, 0x22, 0x11, // selector, 4 bytes little endian
+        0x05, // the view's version the caller went by
         0x01, 0, 0, 0, 0, 0, 0, 0,    // chain, 8 bytes little endian
         0x00, // no transaction
         0x01, 0x02, // deadline: some, 2 ms
         0x00, // no trace
+        0x01, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // lineage: one activation
         0x00, // no references
         0xaa, 0xbb, // the arguments: the rest of the frame
     ];
@@ -141,11 +151,51 @@ fn a_call_has_the_layout_protocol_md_draws() {
 }
 
 #[test]
+fn a_lineage_longer_than_the_limit_is_malformed() {
+    let mut context = WireContext {
+        lineage: vec![1; MAX_LINEAGE],
+        ..WireContext::default()
+    };
+    let call = |context: &WireContext| {
+        encode(&Frame::Oneway(OnewayCall {
+            key: 1,
+            selector: 1,
+            version: 0,
+            context: context.clone(),
+            refs: Vec::new(),
+            args: Bytes::new(),
+        }))
+    };
+    assert!(Frame::decode(call(&context), &Limits::default()).is_ok());
+    // A sender that writes more than the limit: the encoder keeps the
+    // innermost 32, so forge the count by hand.
+    let mut bytes = call(&context).to_vec();
+    let at = bytes
+        .windows(1 + 8)
+        .position(|w| w[0] == MAX_LINEAGE as u8 && w[1..] == 1u64.to_le_bytes())
+        .unwrap();
+    bytes[at] = MAX_LINEAGE as u8 + 1;
+    bytes.splice(at + 1..at + 1, 1u64.to_le_bytes());
+    let e = Frame::decode(Bytes::from(bytes), &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("lineage of more than 32"), "{e}");
+    context.lineage.push(2);
+    let Frame::Oneway(decoded) = Frame::decode(call(&context), &Limits::default()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        decoded.context.lineage.len(),
+        MAX_LINEAGE,
+        "the encoder bounds it"
+    );
+}
+
+#[test]
 fn arguments_are_not_copied_on_decode() {
     let call = Frame::Call(Call {
         id: 1,
         key: 1,
         selector: 1,
+        version: 1,
         context: WireContext::default(),
         refs: Vec::new(),
         args: Bytes::from(vec![7; 1000]),
@@ -171,8 +221,8 @@ fn bad_frames_get_clear_errors() {
     }
     let e = Frame::decode(Bytes::from(vec![0; 65]), &Limits { max_frame: 64 }).unwrap_err();
     assert_eq!(e.to_string(), "a frame of 65 bytes exceeds the limit of 64");
-    let e = Frame::decode(Bytes::from_static(b"\x0a\x00\x00\x00"), &limits).unwrap_err();
-    assert!(matches!(e, FrameError::UnknownTag(Tag(10))), "{e}");
+    let e = Frame::decode(Bytes::from_static(b"\x0b\x00\x00\x00"), &limits).unwrap_err();
+    assert!(matches!(e, FrameError::UnknownTag(Tag(11))), "{e}");
     // A call cut off inside its header.
     let e =
         Frame::decode(Bytes::from_static(b"\x03\x00\x00\x00\x01\x01\x44"), &limits).unwrap_err();
@@ -267,6 +317,7 @@ proptest! {
     fn calls_round_trip(
         id in any::<u64>(), key in any::<u32>(), selector in any::<u32>(),
         chain in any::<u64>(), tx in any::<Option<u64>>(), deadline in any::<Option<u64>>(), trace in any::<Option<u128>>(),
+        version in any::<u32>(), lineage in proptest::collection::vec(any::<u64>(), 0..=32),
         args in proptest::collection::vec(any::<u8>(), 0..128),
         refs in proptest::collection::vec((any::<bool>(), any::<u32>(), any::<u64>()), 0..4),
     ) {
@@ -276,8 +327,8 @@ proptest! {
             WireRef::Sender { key, fingerprint }
         }).collect();
         let frame = Frame::Call(Call {
-            id, key, selector,
-            context: WireContext { chain, transaction: tx, deadline_ms: deadline, trace },
+            id, key, selector, version,
+            context: WireContext { chain, transaction: tx, deadline_ms: deadline, trace, lineage },
             refs,
             args: Bytes::from(args),
         });

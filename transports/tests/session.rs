@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tether::transports::frame::{Call, Frame, Hello, WireContext, WireRef};
-use tether::transports::session::{Answer, Event, Incoming, Outgoing, Session, SessionConfig};
+use tether::transports::session::{
+    Answer, Callee, Event, Incoming, Outgoing, Session, SessionConfig,
+};
 use tether::{ErrorKind, Node, Ref};
 
 #[tether::interface]
@@ -78,8 +80,7 @@ fn a_call_and_its_answer() {
     let (mut a, mut b, key) = open(thing(&node), now);
     let id = b
         .call(
-            key,
-            7,
+            Callee::new(key, 7),
             WireContext::default(),
             Vec::new(),
             Bytes::from_static(b"\x01"),
@@ -116,8 +117,7 @@ fn keys_never_handed_out_reach_nothing() {
     // A guessed key.
     let id = b
         .call(
-            key + 41,
-            7,
+            Callee::new(key + 41, 7),
             WireContext::default(),
             Vec::new(),
             Bytes::new(),
@@ -135,8 +135,7 @@ fn keys_never_handed_out_reach_nothing() {
     }
     // A forged reference to one of `a`'s exports inside the arguments.
     b.call(
-        key,
-        7,
+        Callee::new(key, 7),
         WireContext::default(),
         vec![Outgoing::Home(999)],
         Bytes::new(),
@@ -162,8 +161,7 @@ fn references_are_counted_and_released() {
     // b sends its object twice; a imports it once, counting two.
     for _ in 0..2 {
         b.call(
-            key,
-            7,
+            Callee::new(key, 7),
             WireContext::default(),
             vec![Outgoing::Export(cb.clone())],
             Bytes::new(),
@@ -208,8 +206,7 @@ fn deadlines_expire_and_cancel() {
     let deadline = now + Duration::from_millis(50);
     let id = b
         .call(
-            key,
-            7,
+            Callee::new(key, 7),
             WireContext::default(),
             Vec::new(),
             Bytes::new(),
@@ -248,8 +245,7 @@ fn bad_input_closes_only_that_connection_with_a_goodbye() {
     let (mut c, mut d, _) = open(thing(&node), now);
     let id = b
         .call(
-            key,
-            7,
+            Callee::new(key, 7),
             WireContext::default(),
             Vec::new(),
             Bytes::new(),
@@ -276,8 +272,14 @@ fn bad_input_closes_only_that_connection_with_a_goodbye() {
     assert!(b.is_closed() && a.tables().exports == 0);
     // The other connection is untouched.
     assert!(c.is_open() && d.is_open());
-    d.call(1, 7, WireContext::default(), Vec::new(), Bytes::new(), None)
-        .unwrap();
+    d.call(
+        Callee::new(1, 7),
+        WireContext::default(),
+        Vec::new(),
+        Bytes::new(),
+        None,
+    )
+    .unwrap();
     pump(&mut d, &mut c);
     assert!(matches!(events(&mut c).pop(), Some(Event::Call(_))));
 }
@@ -290,6 +292,7 @@ fn the_first_frame_must_be_a_hello_of_this_version() {
         id: 1,
         key: 1,
         selector: 1,
+        version: 0,
         context: WireContext::default(),
         refs: vec![WireRef::Receiver { key: 1 }],
         args: Bytes::new(),
@@ -328,8 +331,7 @@ fn a_peer_that_stops_reading_is_cut_off() {
     let mut failed = None;
     for _ in 0..100 {
         if let Err(e) = b.call(
-            1,
-            7,
+            Callee::new(1, 7),
             WireContext::default(),
             Vec::new(),
             Bytes::from(vec![0; 100]),

@@ -1,9 +1,16 @@
-//! The per-object lock: holders by call chain, a FIFO queue of waiters.
+//! The per-object lock: holders by activation, a FIFO queue of waiters.
+//!
+//! Re-entry is causal nesting: a call is admitted past the holders when
+//! each holder it conflicts with is one of its ancestors (it was made,
+//! directly or through further calls, while that holder ran). Such a call
+//! also skips the queue, since the waiters may be waiting for the very
+//! holder it serves. Everyone else, siblings of one scope or of one callee
+//! included, queues first in, first out.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use tether_semantics::ChainId;
+use tether_semantics::{ActivationId, Context};
 use tokio::sync::oneshot;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,15 +27,37 @@ pub(crate) struct ObjectLock {
 
 #[derive(Default)]
 struct State {
-    /// Who holds the lock: chain, mode, how many times (re-entry).
-    holders: Vec<(ChainId, Mode, usize)>,
+    /// Who holds the lock: activation, mode, how many times.
+    holders: Vec<(ActivationId, Mode, usize)>,
     queue: VecDeque<Waiter>,
     next_waiter: u64,
 }
 
+/// A call asking for the lock: its activation and where it is nested.
+#[derive(Clone, Debug)]
+pub(crate) struct Asker {
+    pub(crate) activation: ActivationId,
+    pub(crate) context: Context,
+}
+
+impl Asker {
+    /// The asker for a call with `context`; a context that has not entered
+    /// a view (a message made by hand) counts as an activation of its own.
+    pub(crate) fn of(context: &Context) -> Self {
+        Asker {
+            activation: context.activation().unwrap_or_else(ActivationId::fresh),
+            context: context.clone(),
+        }
+    }
+
+    fn admits(&self, holder: ActivationId) -> bool {
+        holder == self.activation || self.context.is_nested_in(holder)
+    }
+}
+
 struct Waiter {
     id: u64,
-    chain: ChainId,
+    asker: Asker,
     mode: Mode,
     grant: oneshot::Sender<Permit>,
 }
@@ -36,7 +65,7 @@ struct Waiter {
 /// A held lock; released when dropped.
 pub(crate) struct Permit {
     lock: Arc<ObjectLock>,
-    chain: ChainId,
+    activation: ActivationId,
     mode: Mode,
 }
 
@@ -55,33 +84,36 @@ pub(crate) struct Queued {
 }
 
 impl State {
-    /// Whether `chain` may take the lock in `mode` given the other holders.
-    fn compatible(&self, chain: ChainId, mode: Mode) -> bool {
+    /// Whether `asker` may take the lock in `mode` beside the holders:
+    /// each holder is an ancestor of the asker, or both only read.
+    fn compatible(&self, asker: &Asker, mode: Mode) -> bool {
         self.holders
             .iter()
-            .all(|&(c, m, _)| c == chain || (mode == Mode::Read && m == Mode::Read))
+            .all(|&(h, m, _)| asker.admits(h) || (mode == Mode::Read && m == Mode::Read))
     }
 
-    fn holds(&self, chain: ChainId) -> bool {
-        self.holders.iter().any(|&(c, _, _)| c == chain)
+    /// Whether `asker` runs inside a holder: a callback of a call that
+    /// holds the lock, which must not queue behind calls waiting for it.
+    fn nested(&self, asker: &Asker) -> bool {
+        self.holders.iter().any(|&(h, _, _)| asker.admits(h))
     }
 
-    fn grant(&mut self, chain: ChainId, mode: Mode) {
+    fn grant(&mut self, activation: ActivationId, mode: Mode) {
         match self
             .holders
             .iter_mut()
-            .find(|(c, m, _)| *c == chain && *m == mode)
+            .find(|(a, m, _)| *a == activation && *m == mode)
         {
             Some((_, _, n)) => *n += 1,
-            None => self.holders.push((chain, mode, 1)),
+            None => self.holders.push((activation, mode, 1)),
         }
     }
 
-    fn release(&mut self, chain: ChainId, mode: Mode) {
+    fn release(&mut self, activation: ActivationId, mode: Mode) {
         if let Some(i) = self
             .holders
             .iter()
-            .position(|&(c, m, _)| c == chain && m == mode)
+            .position(|&(a, m, _)| a == activation && m == mode)
         {
             self.holders[i].2 -= 1;
             if self.holders[i].2 == 0 {
@@ -90,20 +122,28 @@ impl State {
         }
     }
 
-    /// Grants waiters at the front of the queue, in order, while they fit.
+    /// Grants waiters in queue order while they fit, and, behind a waiter
+    /// that does not fit, those nested in a holder that fit.
     fn wake(&mut self, lock: &Arc<ObjectLock>) -> Vec<(oneshot::Sender<Permit>, Permit)> {
         let mut granted = Vec::new();
-        while let Some(front) = self.queue.front() {
-            if !self.compatible(front.chain, front.mode) {
-                break;
+        let mut blocked = false;
+        let mut i = 0;
+        while let Some(waiter) = self.queue.get(i) {
+            let fits = (!blocked || self.nested(&waiter.asker))
+                && self.compatible(&waiter.asker, waiter.mode);
+            if !fits {
+                blocked = true;
+                i += 1;
+                continue;
             }
-            let Some(waiter) = self.queue.pop_front() else {
+            let Some(waiter) = self.queue.remove(i) else {
                 break;
             };
-            self.grant(waiter.chain, waiter.mode);
+            let activation = waiter.asker.activation;
+            self.grant(activation, waiter.mode);
             let permit = Permit {
                 lock: Arc::clone(lock),
-                chain: waiter.chain,
+                activation,
                 mode: waiter.mode,
             };
             granted.push((waiter.grant, permit));
@@ -127,17 +167,18 @@ impl ObjectLock {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the lock now if fair and free (or re-entrant), else queues.
-    pub(crate) fn acquire(self: &Arc<Self>, chain: ChainId, mode: Mode) -> Acquired {
+    /// Takes the lock now if fair and free (or the asker is nested in the
+    /// holders), else queues.
+    pub(crate) fn acquire(self: &Arc<Self>, asker: Asker, mode: Mode) -> Acquired {
         let mut state = self.state();
-        // Re-entry does not queue behind waiters: they may be waiting for
-        // this very chain to finish.
-        let reentrant = state.holds(chain) && state.compatible(chain, mode);
-        if reentrant || (state.queue.is_empty() && state.compatible(chain, mode)) {
-            state.grant(chain, mode);
+        // A nested call does not queue behind waiters: they may be waiting
+        // for the very call it runs inside.
+        let compatible = state.compatible(&asker, mode);
+        if compatible && (state.queue.is_empty() || state.nested(&asker)) {
+            state.grant(asker.activation, mode);
             return Acquired::Now(Permit {
                 lock: Arc::clone(self),
-                chain,
+                activation: asker.activation,
                 mode,
             });
         }
@@ -146,7 +187,7 @@ impl ObjectLock {
         state.next_waiter += 1;
         state.queue.push_back(Waiter {
             id,
-            chain,
+            asker,
             mode,
             grant,
         });
@@ -169,7 +210,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let granted = {
             let mut state = self.lock.state();
-            state.release(self.chain, self.mode);
+            state.release(self.activation, self.mode);
             state.wake(&self.lock)
         };
         // Sent with the state unlocked: a waiter that has gone away hands
@@ -182,12 +223,19 @@ impl Drop for Permit {
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        let granted = {
+        let (granted, gone) = {
             let mut state = self.lock.state();
-            state.queue.retain(|w| w.id != self.id);
+            let gone: VecDeque<Waiter> = {
+                let (gone, kept) = std::mem::take(&mut state.queue)
+                    .into_iter()
+                    .partition(|w| w.id == self.id);
+                state.queue = kept;
+                gone
+            };
             // A writer that gave up may have been holding back readers.
-            state.wake(&self.lock)
+            (state.wake(&self.lock), gone)
         };
+        drop(gone);
         for (grant, permit) in granted {
             drop(grant.send(permit));
         }
@@ -207,16 +255,31 @@ mod tests {
         }
     }
 
+    /// A top-level call, and calls nested in it.
+    fn call() -> Context {
+        let mut c = Context::new();
+        c.enter();
+        c
+    }
+    fn nested(parent: &Context) -> Context {
+        let mut c = parent.clone();
+        c.enter();
+        c
+    }
+    fn ask(c: &Context) -> Asker {
+        Asker::of(c)
+    }
+
     #[test]
     fn writers_exclude_and_readers_share() {
         let lock = Arc::new(ObjectLock::default());
-        let r1 = permit(lock.acquire(ChainId(1), Mode::Read));
-        let r2 = permit(lock.acquire(ChainId(2), Mode::Read));
-        let Acquired::Queued(mut w) = lock.acquire(ChainId(3), Mode::Write) else {
+        let r1 = permit(lock.acquire(ask(&call()), Mode::Read));
+        let r2 = permit(lock.acquire(ask(&call()), Mode::Read));
+        let Acquired::Queued(mut w) = lock.acquire(ask(&call()), Mode::Write) else {
             panic!("a writer waits for readers")
         };
         // A reader behind a waiting writer waits too (fairness).
-        let Acquired::Queued(_r3) = lock.acquire(ChainId(4), Mode::Read) else {
+        let Acquired::Queued(_r3) = lock.acquire(ask(&call()), Mode::Read) else {
             panic!("no overtaking")
         };
         drop(r1);
@@ -232,36 +295,48 @@ mod tests {
     }
 
     #[test]
-    fn the_holding_chain_re_enters() {
+    fn only_calls_nested_in_the_holder_re_enter() {
         let lock = Arc::new(ObjectLock::default());
-        let outer = permit(lock.acquire(ChainId(1), Mode::Write));
-        let Acquired::Queued(_other) = lock.acquire(ChainId(2), Mode::Write) else {
-            panic!("another chain waits")
+        let outer = call();
+        let held = permit(lock.acquire(ask(&outer), Mode::Write));
+        let Acquired::Queued(_other) = lock.acquire(ask(&call()), Mode::Write) else {
+            panic!("an unrelated call waits")
         };
-        let inner = permit(lock.acquire(ChainId(1), Mode::Write));
-        let read = permit(lock.acquire(ChainId(1), Mode::Read));
+        let callback = nested(&outer);
+        let inner = permit(lock.acquire(ask(&callback), Mode::Write));
+        let deeper = permit(lock.acquire(ask(&nested(&callback)), Mode::Read));
         assert_eq!(lock.counts(), (3, 1));
-        drop((inner, read, outer));
+        // A second callback of the outer call is the first one's sibling.
+        let Acquired::Queued(mut sibling) = lock.acquire(ask(&nested(&outer)), Mode::Write) else {
+            panic!("a sibling of a nested holder waits")
+        };
+        drop((inner, deeper));
+        let s = sibling
+            .receiver
+            .try_recv()
+            .expect("then it re-enters, ahead of the other");
+        drop(s);
+        drop(held);
         assert_eq!(lock.counts(), (1, 0));
     }
 
     #[test]
     fn a_waiter_that_gives_up_leaves_no_trace() {
         let lock = Arc::new(ObjectLock::default());
-        let held = permit(lock.acquire(ChainId(1), Mode::Write));
-        let Acquired::Queued(gone) = lock.acquire(ChainId(2), Mode::Write) else {
+        let held = permit(lock.acquire(ask(&call()), Mode::Write));
+        let Acquired::Queued(gone) = lock.acquire(ask(&call()), Mode::Write) else {
             panic!()
         };
         drop(gone);
         assert_eq!(lock.counts(), (1, 0));
         // Granted, but the receiver is dropped before it takes the permit.
-        let Acquired::Queued(late) = lock.acquire(ChainId(3), Mode::Write) else {
+        let Acquired::Queued(late) = lock.acquire(ask(&call()), Mode::Write) else {
             panic!()
         };
         drop(held);
         assert_eq!(lock.counts(), (1, 0), "granted to the waiter");
         drop(late);
         assert_eq!(lock.counts(), (0, 0), "its permit went back");
-        let _ = permit(lock.acquire(ChainId(4), Mode::Write));
+        let _ = permit(lock.acquire(ask(&call()), Mode::Write));
     }
 }

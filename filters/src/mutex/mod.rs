@@ -12,13 +12,21 @@
 //!   the filter shares one lock (kept in the object's
 //!   [`Target::state`](tether_semantics::Target::state)), whatever the
 //!   views' other filters.
-//! * **Re-entrant along one call chain.** A call that holds the lock and
-//!   makes a nested call (directly or through other objects) that comes
-//!   back into the same object is let in at once: the nested call carries
-//!   the holder's [chain id](tether_semantics::Context::chain). Unrelated
-//!   callers still wait. Without this, a callback would deadlock.
+//! * **Re-entrant by causal nesting, and only by it.** A call is let in
+//!   past a holder when it was made *while that holder runs*: a callback,
+//!   directly or through other objects and other nodes, of the call that
+//!   holds the lock. Every call carries its ancestry, the
+//!   [activations](tether_semantics::Context::is_nested_in) it runs
+//!   inside, so the lock sees this wherever the call comes from (on the
+//!   wire the 32 innermost travel; see PROTOCOL.md). Such a call also
+//!   skips the queue, since the waiters may be waiting for the holder it
+//!   serves; without this a callback would deadlock. Nothing else
+//!   re-enters: two calls started side by side from one scope, or made at
+//!   once by one callee, are two contenders and take turns, even when they
+//!   are both nested in the holder.
 //! * **Fair.** Waiters enter in arrival order; readers that arrive behind a
-//!   waiting writer wait for it.
+//!   waiting writer wait for it, including readers from the same scope as
+//!   the reader that holds the lock. Only nested calls go ahead.
 //! * **Bounded.** A caller that waits longer than
 //!   [`max_wait`](MutexLayer::max_wait) (30 s unless set) gets an
 //!   [`Overloaded`](tether_semantics::ErrorKind::Overloaded) error that names

@@ -6,7 +6,7 @@ use tether_semantics::{BoxError, Message, NodeId, ObjectId};
 use tower::Service;
 
 use super::ResponseFuture;
-use super::lock::{Acquired, Mode, ObjectLock};
+use super::lock::{Acquired, Asker, Mode, ObjectLock};
 
 /// Lets one call at a time into the object (or many readers); see the
 /// [module](super) docs.
@@ -81,7 +81,7 @@ where
             Some(_) => &target.state::<ObjectLock>(),
             None => &cached.get_or_init(|| (node, object, target.state())).2,
         };
-        match lock.acquire(message.context().chain(), mode) {
+        match lock.acquire(Asker::of(message.context()), mode) {
             Acquired::Now(permit) => ResponseFuture::running(self.inner.call(message), permit),
             Acquired::Queued(queued) => {
                 // The ready service goes with the call; a clone stays.

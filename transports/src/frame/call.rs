@@ -13,13 +13,18 @@ use super::{FrameError, Tag, put, put_then, take_then};
 /// [`Hello`](super::Hello). The deadline travels as the time left when the
 /// frame was sent, since the two nodes' clocks differ.
 ///
+/// The lineage is the caller's activation and the activations it runs
+/// inside, innermost first, at most [`MAX_LINEAGE`] of them: what lets a
+/// callee's re-entrant lock recognise a callback (see PROTOCOL.md, §5.3).
+///
 /// ```text
 /// WireContext = chain: u64 (8 bytes, little endian)
 ///               transaction: option<u64 (8 bytes, little endian)>
 ///               deadline_ms: option<varint u64>   milliseconds left
 ///               trace: option<u128 (16 bytes, little endian)>
+///               lineage: varint n (at most 32), then n × u64 (8 bytes, little endian)
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireContext {
     /// The call chain.
     #[serde(with = "super::fixed::u64le")]
@@ -32,7 +37,15 @@ pub struct WireContext {
     /// The trace, if any.
     #[serde(with = "super::fixed::opt_u128le")]
     pub trace: Option<u128>,
+    /// The caller's activation, then its ancestors, innermost first; empty
+    /// for a call made outside any call.
+    #[serde(with = "super::fixed::lineage")]
+    pub lineage: Vec<u64>,
 }
+
+/// The most activations a [`WireContext`] carries; a frame with more is
+/// malformed.
+pub const MAX_LINEAGE: usize = 32;
 
 /// A reference inside a frame's arguments or value: one entry of the
 /// frame's reference table. The encoded value holds, where the reference
@@ -67,6 +80,7 @@ pub enum WireRef {
 /// body = id: varint u64          chosen by the caller; the Return carries it
 ///        key: varint u32         the export, in the receiver's table
 ///        selector: u32 (4 bytes, little endian)
+///        version: varint u32     the view's version the caller described; 0: none
 ///        context: WireContext
 ///        refs: sequence<WireRef> the references the arguments hold
 ///        args: the rest of the frame (the argument tuple, postcard)
@@ -80,6 +94,10 @@ pub struct Call {
     pub key: u32,
     /// The method.
     pub selector: u32,
+    /// The version of the view's description the caller went by (0 if it
+    /// had none): the callee announces a newer one with
+    /// [`Revised`](super::Revised).
+    pub version: u32,
     /// The call's context.
     pub context: WireContext,
     /// The references the arguments hold.
@@ -95,7 +113,8 @@ struct Address<'a> {
     key: u32,
     #[serde(with = "super::fixed::u32le")]
     selector: u32,
-    context: WireContext,
+    version: u32,
+    context: Cow<'a, WireContext>,
     refs: Cow<'a, [WireRef]>,
 }
 
@@ -110,7 +129,8 @@ impl Call {
         let to = Address {
             key: self.key,
             selector: self.selector,
-            context: self.context,
+            version: self.version,
+            context: Cow::Borrowed(&self.context),
             refs: Cow::Borrowed(&self.refs),
         };
         put_then(tag, out, &CallHeader { id: self.id, to }, &self.args)
@@ -118,15 +138,29 @@ impl Call {
 
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
         let (CallHeader { id, to }, args) = take_then(tag, &body)?;
+        check_lineage(tag, &to.context)?;
         Ok(Call {
             id,
             key: to.key,
             selector: to.selector,
-            context: to.context,
+            version: to.version,
+            context: to.context.into_owned(),
             refs: to.refs.into_owned(),
             args,
         })
     }
+}
+
+/// "A lineage carries at most 32 activations" (PROTOCOL.md §5.3): a longer
+/// one is a malformed frame.
+fn check_lineage(tag: Tag, context: &WireContext) -> Result<(), FrameError> {
+    if context.lineage.len() > MAX_LINEAGE {
+        return Err(FrameError::Malformed {
+            tag,
+            reason: format!("a lineage of more than {MAX_LINEAGE} activations"),
+        });
+    }
+    Ok(())
 }
 
 /// A call that wants no reply: like [`Call`] without an id.
@@ -134,6 +168,7 @@ impl Call {
 /// ```text
 /// body = key: varint u32
 ///        selector: u32 (4 bytes, little endian)
+///        version: varint u32
 ///        context: WireContext
 ///        refs: sequence<WireRef>
 ///        args: the rest of the frame
@@ -144,6 +179,10 @@ pub struct OnewayCall {
     pub key: u32,
     /// The method.
     pub selector: u32,
+    /// The version of the view's description the caller went by (0 if it
+    /// had none): the callee announces a newer one with
+    /// [`Revised`](super::Revised).
+    pub version: u32,
     /// The call's context.
     pub context: WireContext,
     /// The references the arguments hold.
@@ -157,7 +196,8 @@ impl OnewayCall {
         let to = Address {
             key: self.key,
             selector: self.selector,
-            context: self.context,
+            version: self.version,
+            context: Cow::Borrowed(&self.context),
             refs: Cow::Borrowed(&self.refs),
         };
         put_then(tag, out, &to, &self.args)
@@ -165,10 +205,12 @@ impl OnewayCall {
 
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
         let (to, args): (Address<'_>, _) = take_then(tag, &body)?;
+        check_lineage(tag, &to.context)?;
         Ok(OnewayCall {
             key: to.key,
             selector: to.selector,
-            context: to.context,
+            version: to.version,
+            context: to.context.into_owned(),
             refs: to.refs.into_owned(),
             args,
         })

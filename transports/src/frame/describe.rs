@@ -36,6 +36,7 @@ pub struct Description {
 /// WireView = interface: string
 ///            fingerprint: u64 (8 bytes, little endian)
 ///            view: string
+///            version: varint u32     changes whenever the owner replaces the view
 ///            methods: varint length, then that many WireMethod
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +49,9 @@ pub struct WireView {
     pub fingerprint: u64,
     /// The view's name.
     pub view: String,
+    /// The view's version: it changes whenever the owner replaces the
+    /// view, and calls carry the version their caller went by.
+    pub version: u32,
     /// The methods the view offers.
     pub methods: Vec<WireMethod>,
 }
@@ -68,4 +72,23 @@ pub struct WireMethod {
     pub name: String,
     /// How the view carries it out (see [`abstraction_code`](super::abstraction_code)).
     pub kind: u8,
+}
+
+/// Tells the receiver that the view behind one of the sender's exports has
+/// been replaced: what it knows of it from a [`Description`] is stale, and
+/// it should describe it again before its next call.
+///
+/// Sent when the owner replaces the view, and in answer to a call that
+/// carried an older version.
+///
+/// ```text
+/// body = key: varint u32          the export, in the sender's table
+///        version: varint u32      the view's version now
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revised {
+    /// The export, in the sender's table for this connection.
+    pub key: u32,
+    /// The view's version now.
+    pub version: u32,
 }

@@ -52,3 +52,47 @@ pub(crate) mod opt_u128le {
         Option::<[u8; 16]>::deserialize(d).map(|v| v.map(u128::from_le_bytes))
     }
 }
+
+/// A lineage: a varint count, then each activation as 8 bytes, little
+/// endian. Decoding keeps at most one more than
+/// [`MAX_LINEAGE`](super::MAX_LINEAGE), whatever the count says, so the
+/// frame's decoder can refuse a longer one with a clear reason (postcard
+/// drops the text of a serde error).
+pub(crate) mod lineage {
+    use serde::de::{IgnoredAny, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserializer, Serializer};
+
+    use super::super::MAX_LINEAGE;
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        let v = &v[..v.len().min(MAX_LINEAGE)];
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for id in v {
+            seq.serialize_element(&id.to_le_bytes())?;
+        }
+        seq.end()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+        struct Ids;
+        impl<'de> Visitor<'de> for Ids {
+            type Value = Vec<u64>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "at most {MAX_LINEAGE} activations")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u64>, A::Error> {
+                let mut ids = Vec::new();
+                while ids.len() <= MAX_LINEAGE {
+                    match seq.next_element::<[u8; 8]>()? {
+                        Some(id) => ids.push(u64::from_le_bytes(id)),
+                        None => return Ok(ids),
+                    }
+                }
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ids)
+            }
+        }
+        d.deserialize_seq(Ids)
+    }
+}

@@ -48,9 +48,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use call::{Call, Cancel, OnewayCall, Outcome, Return, WireContext, WireError, WireRef};
+pub use call::{
+    Call, Cancel, MAX_LINEAGE, OnewayCall, Outcome, Return, WireContext, WireError, WireRef,
+};
 pub use codes::{abstraction_code, abstraction_from_code, error_code, error_from_code};
-pub use describe::{Describe, Description, WireMethod, WireView};
+pub use describe::{Describe, Description, Revised, WireMethod, WireView};
 pub use hello::{Credentials, Goodbye, Hello, VERSION};
 pub use reference::Release;
 
@@ -77,6 +79,8 @@ impl Tag {
     pub const DESCRIBE: Tag = Tag(8);
     /// [`Description`].
     pub const DESCRIPTION: Tag = Tag(9);
+    /// [`Revised`].
+    pub const REVISED: Tag = Tag(10);
     /// The first tag of the range reserved for extensions.
     pub const FIRST_EXTENSION: Tag = Tag(0x8000_0000);
 
@@ -113,6 +117,8 @@ pub enum Frame {
     Describe(Describe),
     /// What a view offers.
     Description(Description),
+    /// A view the receiver described has been replaced.
+    Revised(Revised),
     /// A frame of an extension (tag `0x8000_0000` or above), uninterpreted.
     Extension {
         /// Its tag.
@@ -189,6 +195,7 @@ impl Frame {
             Frame::Release(_) => Tag::RELEASE,
             Frame::Describe(_) => Tag::DESCRIBE,
             Frame::Description(_) => Tag::DESCRIPTION,
+            Frame::Revised(_) => Tag::REVISED,
             Frame::Extension { tag, .. } => *tag,
         }
     }
@@ -207,6 +214,7 @@ impl Frame {
             Frame::Release(f) => put(tag, out, f),
             Frame::Describe(f) => put(tag, out, f),
             Frame::Description(f) => put(tag, out, f),
+            Frame::Revised(f) => put(tag, out, f),
             Frame::Extension { body, .. } => {
                 if !tag.is_extension() {
                     return Err(FrameError::Encode {
@@ -245,6 +253,7 @@ impl Frame {
             Tag::RELEASE => Frame::Release(whole(tag, &body)?),
             Tag::DESCRIBE => Frame::Describe(whole(tag, &body)?),
             Tag::DESCRIPTION => Frame::Description(whole(tag, &body)?),
+            Tag::REVISED => Frame::Revised(whole(tag, &body)?),
             tag if tag.is_extension() => Frame::Extension { tag, body },
             tag => return Err(FrameError::UnknownTag(tag)),
         })

@@ -1,0 +1,143 @@
+//! How a connection is set up.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_semantics::{Directory, Principal};
+
+use crate::frame::Credentials;
+use crate::session::SessionConfig;
+
+/// Checks the credentials a peer sends in its Hello and says who it is.
+///
+/// `Ok(None)` admits the peer anonymously; `Err` refuses the connection
+/// (the peer gets a Goodbye saying why).
+pub trait Authenticator: Send + Sync + 'static {
+    /// The principal the credentials prove, if any.
+    fn authenticate(&self, credentials: Option<&Credentials>) -> Result<Option<Principal>, String>;
+}
+
+impl<F> Authenticator for F
+where
+    F: Fn(Option<&Credentials>) -> Result<Option<Principal>, String> + Send + Sync + 'static,
+{
+    fn authenticate(&self, credentials: Option<&Credentials>) -> Result<Option<Principal>, String> {
+        self(credentials)
+    }
+}
+
+/// How a connection is set up. The defaults suit most uses.
+///
+/// A listener passes its config to every connection it accepts, so what
+/// is set here for `serve` holds for each of them.
+#[derive(Clone, Default)]
+pub struct Config {
+    pub(crate) session: SessionConfig,
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    transaction_timeout: Option<Duration>,
+    pub(crate) directory: Option<Directory>,
+}
+
+/// How long a transaction branch may wait for its outcome, unless set.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("session", &self.session)
+            .field("authenticator", &self.authenticator.is_some())
+            .field("transaction_timeout", &self.tx_timeout())
+            .field("directory", &self.directory)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The defaults: 16 MiB frames, 1024 calls in flight, 10 s for the
+    /// peer's Hello, 64 MiB of unsent frames, anonymous peers, 30 s for a
+    /// transaction's outcome, and the node-wide directory of names.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sends `credentials` in this side's Hello.
+    pub fn credentials(mut self, principal: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.session.credentials = Some(Credentials {
+            principal: principal.into(),
+            secret: secret.into(),
+        });
+        self
+    }
+    /// Checks the peer's credentials with `authenticator`; the principal it
+    /// returns is in the context of every call the peer makes.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+    /// Offers the peer the names of `directory` instead of the node-wide
+    /// one ([`Node::directory`](tether_semantics::Node::directory)): the
+    /// peer can look up only what is published there (and use what it is
+    /// handed). Given to a listener, it holds for every connection the
+    /// listener accepts.
+    ///
+    /// ```
+    /// use tether_semantics::{Directory, Node};
+    /// use tether_transports::{Config, memory};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (server, client) = (Node::new(), Node::new());
+    /// let guests = Directory::new();
+    /// // Published node-wide, but this connection offers only `guests`:
+    /// # let object = server.expose_service(tower::service_fn(|_: tether_semantics::Message| async {
+    /// #     Ok::<_, tether_semantics::Error>(tether_semantics::Value::unit()) }));
+    /// # struct I; impl tether_semantics::Interface for I {
+    /// #   const DESCRIPTOR: &'static tether_semantics::InterfaceDescriptor =
+    /// #       &tether_semantics::InterfaceDescriptor::new("I", &[], 1); }
+    /// # let members_only = object.set_view("v", tether_semantics::View::<I>::new()).unwrap();
+    /// server.publish("members", members_only);
+    /// let (to_server, _) = memory::pair(&client, &server, Config::new(), Config::new().directory(guests));
+    /// let e = to_server.lookup_ref("members").await.unwrap_err();
+    /// assert!(e.is_unknown_object(), "{e}");
+    /// # }
+    /// ```
+    pub fn directory(mut self, directory: Directory) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+    /// The largest frame this side accepts, in bytes.
+    pub fn max_frame(mut self, bytes: u32) -> Self {
+        self.session.max_frame = bytes;
+        self
+    }
+    /// How many of the peer's calls run at once; more get `overloaded`.
+    pub fn max_in_flight(mut self, calls: u32) -> Self {
+        self.session.max_in_flight = calls;
+        self
+    }
+    /// How many bytes of frames may wait for a peer that does not read
+    /// before the connection is closed.
+    pub fn max_unsent(mut self, bytes: usize) -> Self {
+        self.session.max_unsent = bytes;
+        self
+    }
+    /// How long the peer has to send its Hello.
+    pub fn hello_timeout(mut self, timeout: Duration) -> Self {
+        self.session.hello_timeout = timeout;
+        self
+    }
+    /// How long a transaction that reached this side through the
+    /// connection may run before it hears its outcome, and how long this
+    /// side waits for the peer's vote when it coordinates. A branch that
+    /// hears nothing in time aborts (presumed abort) and releases what it
+    /// holds; a peer that does not vote in time counts as a no.
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = Some(timeout);
+        self
+    }
+    pub(crate) fn tx_timeout(&self) -> Duration {
+        self.transaction_timeout.unwrap_or(TRANSACTION_TIMEOUT)
+    }
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.session.max_frame as usize
+    }
+}

@@ -1,0 +1,536 @@
+//! The driver: owns one connection's session and tables, runs its reader
+//! and writer tasks, and turns the session's events into tasks, replies
+//! and proxies.
+//!
+//! # Locks and user code
+//!
+//! The driver's state sits behind one `std::sync::Mutex`. No user code runs
+//! while it is held: not a filter, not a skeleton, not the drop of a user's
+//! value or of a proxy (whose drop takes this very lock). The rule is kept
+//! by construction:
+//!
+//! * [`Driver::with`] runs a session operation under the lock and takes the
+//!   events it caused and the references the session let go of; it acts on
+//!   the events and drops the references *after* unlocking;
+//! * each event handler takes the lock only for table bookkeeping;
+//! * an incoming call is a task of its own from the first moment: its
+//!   arguments become a value, its view admits it and its filters run
+//!   inside that task, never in the handler.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tether_semantics::{
+    AbstractionKind, ActivationId, ChainId, Context, Error, ErrorKind, Node, NodeId, Principal,
+    Ref, Selector, TraceId, Transaction, Value, Watcher,
+};
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::AbortHandle;
+
+use super::config::{Authenticator, Config};
+use super::proxy::{Proxy, proxy_of};
+use super::two_phase::TwoPhase;
+use super::{FrameSink, FrameStream};
+use crate::frame::{MAX_LINEAGE, WireContext};
+use crate::session::{Answer, Closed, Event, Incoming, IncomingCall, Outgoing, Session};
+
+/// What the user's side knows of a connection's state.
+#[derive(Clone, Debug)]
+pub(crate) enum Status {
+    Opening,
+    Open,
+    Closed(Closed),
+}
+
+/// One connection's driver. Everything else (the [`Peer`](super::Peer)
+/// handle, proxies, two-phase commit) reaches the session through its
+/// methods.
+pub(crate) struct Driver {
+    core: Mutex<Core>,
+    pub(crate) node: Node,
+    pub(crate) status: watch::Sender<Status>,
+    wake_writer: Notify,
+    pub(crate) wake_reader: Notify,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    /// This connection's part in cross-node transactions.
+    pub(crate) two_phase: TwoPhase,
+    /// Called once when the connection closes: lets a carrier close what
+    /// it holds (a QUIC connection).
+    on_close: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// This driver as a watcher of the views it exported.
+    me: Weak<Driver>,
+}
+
+/// The tables the driver keeps beside the session.
+pub(crate) struct Core {
+    pub(crate) session: Session,
+    pub(crate) peer_node: Option<NodeId>,
+    pub(crate) principal: Option<Principal>,
+    pub(crate) bootstrap: Option<Ref>,
+    /// The proxy of each of the peer's exports this side holds, with the
+    /// generation of its import.
+    pub(crate) proxies: HashMap<u32, (u64, Weak<Proxy>)>,
+    /// Calls sent, by question id: where their replies go.
+    pub(crate) pending: HashMap<u64, oneshot::Sender<Result<Value, Error>>>,
+    /// Describes sent, by question id: the proxy that asked.
+    describing: HashMap<u64, Weak<Proxy>>,
+    /// The peer's calls running here, by call id.
+    running: HashMap<u64, AbortHandle>,
+    /// What must not be dropped while the lock is held (it may hold the
+    /// last reference to a proxy or a user's value).
+    pub(crate) garbage: Vec<Box<dyn Any + Send>>,
+}
+
+impl Driver {
+    /// A driver for `node` over a new session; its tasks start with
+    /// [`start`](Driver::start).
+    pub(crate) fn new(
+        node: &Node,
+        config: Config,
+        on_close: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Arc<Driver> {
+        let mut session_config = config.session.clone();
+        session_config.node = node.id().0;
+        let directory = config
+            .directory
+            .clone()
+            .unwrap_or_else(|| node.directory().clone());
+        Arc::new_cyclic(|me: &Weak<Driver>| {
+            let registry = super::registry::registry(node, directory, me.clone());
+            let session = Session::new(session_config, Some(registry), Instant::now());
+            Driver {
+                core: Mutex::new(Core {
+                    session,
+                    peer_node: None,
+                    principal: None,
+                    bootstrap: None,
+                    proxies: HashMap::new(),
+                    pending: HashMap::new(),
+                    describing: HashMap::new(),
+                    running: HashMap::new(),
+                    garbage: Vec::new(),
+                }),
+                node: node.clone(),
+                status: watch::Sender::new(Status::Opening),
+                wake_writer: Notify::new(),
+                wake_reader: Notify::new(),
+                two_phase: TwoPhase::new(config.tx_timeout()),
+                authenticator: config.authenticator,
+                on_close: Mutex::new(on_close),
+                me: me.clone(),
+            }
+        })
+    }
+
+    /// Spawns the reader and writer tasks on the current runtime.
+    pub(crate) fn start(self: &Arc<Self>, stream: FrameStream, sink: FrameSink) {
+        tokio::spawn(read_loop(Arc::clone(self), stream));
+        tokio::spawn(write_loop(Arc::clone(self), sink));
+        self.wake_writer.notify_one();
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the tables and the session under the lock, then, with
+    /// the lock released, drops what the session let go of, acts on the
+    /// events it caused and wakes the writer.
+    pub(crate) fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
+        let (out, events, garbage, released) = {
+            let mut core = self.lock();
+            let out = f(&mut core);
+            let events: Vec<Event> = std::iter::from_fn(|| core.session.poll_event()).collect();
+            let garbage = std::mem::take(&mut core.garbage);
+            (out, events, garbage, core.session.take_released())
+        };
+        drop((garbage, released));
+        self.wake_writer.notify_one();
+        for event in events {
+            self.act(event);
+        }
+        out
+    }
+
+    /// Acts on one event, with the lock released; takes it only for
+    /// bookkeeping.
+    fn act(self: &Arc<Self>, event: Event) {
+        match event {
+            Event::Opened(hello) => self.opened(hello),
+            Event::Call(call) => self.run_call(call),
+            Event::Cancel(id) => {
+                let task = self.lock().running.remove(&id);
+                if let Some(task) = task {
+                    task.abort();
+                }
+            }
+            Event::Answer(id, answer) => self.answered(id, answer),
+            Event::Revised { key, version } => {
+                let proxy = {
+                    let core = self.lock();
+                    core.proxies.get(&key).and_then(|(_, weak)| weak.upgrade())
+                };
+                if let Some(proxy) = proxy.filter(|p| p.version() != version) {
+                    proxy.redescribe();
+                }
+            }
+            Event::Extension(tag, body) => {
+                tracing::debug!(?tag, len = body.len(), "ignoring an extension frame");
+            }
+            Event::Closed(closed) => self.closed(closed),
+        }
+    }
+
+    fn opened(self: &Arc<Self>, hello: crate::frame::Hello) {
+        // The authenticator is the user's code: it runs unlocked.
+        let principal = match &self.authenticator {
+            None => Ok(None),
+            Some(a) => a.authenticate(hello.credentials.as_ref()),
+        };
+        match principal {
+            Ok(principal) => {
+                let bootstrap = hello.bootstrap.map(|key| Proxy::bootstrap(self, key));
+                let old = {
+                    let mut core = self.lock();
+                    core.principal = principal;
+                    core.peer_node = Some(NodeId(hello.node));
+                    std::mem::replace(&mut core.bootstrap, bootstrap)
+                };
+                drop(old);
+                super::two_phase::opened(self, NodeId(hello.node));
+                self.status.send_replace(Status::Open);
+            }
+            Err(why) => {
+                self.with(|core| core.session.close(format!("authentication failed: {why}")))
+            }
+        }
+    }
+
+    fn answered(self: &Arc<Self>, id: u64, answer: Answer) {
+        let (describing, pending) = {
+            let mut core = self.lock();
+            match core.describing.remove(&id) {
+                Some(proxy) => (Some(proxy), None),
+                None => (None, core.pending.remove(&id)),
+            }
+        };
+        if let Some(proxy) = describing {
+            if let (Some(proxy), Answer::Description(view)) = (proxy.upgrade(), answer) {
+                proxy.set_view(view);
+            }
+            return;
+        }
+        let Some(tx) = pending else {
+            return;
+        };
+        let result = match answer {
+            Answer::Value(refs, bytes) => {
+                let refs = self.import_all(refs);
+                Ok(Value::encoded_with(bytes, refs))
+            }
+            Answer::Error(e) => Err(e),
+            Answer::Description(_) => Err(Error::new(
+                ErrorKind::Internal,
+                "a description answered a call",
+            )),
+        };
+        // A caller that stopped waiting gets nothing; the value is dropped
+        // here, unlocked.
+        drop(tx.send(result));
+    }
+
+    fn closed(self: &Arc<Self>, closed: Closed) {
+        // The session answered every question and cancelled every running
+        // call before this event.
+        tracing::debug!(node = %self.node.id(), reason = %closed.reason, "connection closed");
+        let (bootstrap, peer) = {
+            let mut core = self.lock();
+            (core.bootstrap.take(), core.peer_node)
+        };
+        drop(bootstrap);
+        super::two_phase::closed(self, peer, &closed.reason);
+        if let Some(on_close) = self
+            .on_close
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            on_close();
+        }
+        self.status.send_replace(Status::Closed(closed));
+        self.wake_reader.notify_one();
+    }
+
+    /// Runs one of the peer's calls in a task of its own. Only the task
+    /// touches the call's values, its view and its filters.
+    fn run_call(self: &Arc<Self>, call: IncomingCall) {
+        let IncomingCall {
+            id,
+            key,
+            target,
+            selector,
+            version,
+            context,
+            refs,
+            args,
+        } = call;
+        let refs = self.import_all(refs);
+        let driver = Arc::clone(self);
+        let task = async move {
+            let args = Value::encoded_with(args, refs);
+            let transaction = context
+                .transaction
+                .map(|tx| driver.two_phase.branch(&driver, tx));
+            let principal = driver.lock().principal.clone();
+            let context = wire_to_context(&context, principal, transaction);
+            let Some(method) = target.interface().method(selector) else {
+                let e = Error::new(
+                    ErrorKind::UnknownMethod,
+                    format!(
+                        "{} has no method with selector {selector:08x}",
+                        target.interface().name()
+                    ),
+                );
+                drop(args);
+                if let Some(id) = id {
+                    driver.answer(id, Err(e));
+                }
+                return;
+            };
+            let served = target.serve(method.selector(), args, context);
+            if version != 0 && served.version != 0 && served.version != version {
+                // The caller went by an older description: tell it.
+                driver.with(|core| core.session.revised_key(key, served.version));
+            }
+            let path = format!("{}::{}", target.interface().name(), method.name());
+            match id {
+                // A call to a method the view makes oneway (the caller went
+                // by an older description, or did not know): the caller
+                // must not wait, so it hears at once, and the call runs on.
+                Some(id) if served.kind == AbstractionKind::Oneway => {
+                    driver.answer(id, Ok(Value::unit()));
+                    if let Err(error) = served.reply.await {
+                        tracing::warn!(method = %path, %error, "oneway call from a peer failed");
+                    }
+                }
+                Some(id) => {
+                    let result = served.reply.await;
+                    driver.answer(id, result);
+                }
+                None => {
+                    if let Err(error) = served.reply.await {
+                        tracing::warn!(method = %path, %error, "oneway call from a peer failed");
+                    }
+                }
+            }
+        };
+        let Some(id) = id else {
+            drop(tokio::spawn(task));
+            return;
+        };
+        let mut core = self.lock();
+        // Cancelled or closed meanwhile (events of other threads may have
+        // been acted on first): then the call does not start.
+        if core.session.is_answering(id) {
+            let task = tokio::spawn(task);
+            core.running.insert(id, task.abort_handle());
+        } else {
+            core.garbage.push(Box::new(task));
+        }
+    }
+
+    /// Sends the reply to the peer's call `id`.
+    fn answer(self: &Arc<Self>, id: u64, result: Result<Value, Error>) {
+        let encoded = result.and_then(|value| {
+            let mut bytes = Vec::new();
+            let refs = value.encode(&mut bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::Failed,
+                    format!("the result cannot travel: {}", e.message()),
+                )
+            })?;
+            Ok((refs, Bytes::from(bytes)))
+        });
+        let encoded = encoded.map(|(refs, bytes)| (self.classify(refs), bytes));
+        self.with(|core| {
+            core.running.remove(&id);
+            core.session.answer(id, encoded);
+        });
+    }
+
+    /// Turns the references a frame carried into `Ref`s: this side's own
+    /// objects as they are, the peer's as proxies (one per export, so the
+    /// same export arrives as equal references).
+    pub(crate) fn import_all(self: &Arc<Self>, refs: Vec<Incoming>) -> Vec<Ref> {
+        if refs.is_empty() {
+            return Vec::new();
+        }
+        self.with(|core| {
+            refs.into_iter()
+                .map(|r| match r {
+                    Incoming::Local(r) => r,
+                    Incoming::Import { key, fingerprint } => {
+                        let live = core.proxies.get(&key).and_then(|(_, weak)| weak.upgrade());
+                        let generation = core.session.import(key, live.is_some());
+                        let proxy = live.unwrap_or_else(|| {
+                            let proxy = Proxy::new(self, key, Some(generation), fingerprint);
+                            core.proxies
+                                .insert(key, (generation, Arc::downgrade(&proxy)));
+                            // Learn the view's abstractions before the first call.
+                            Driver::describe_for(core, key, &proxy);
+                            proxy
+                        });
+                        Ref::from_invoke(proxy)
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// How each reference in an outgoing value travels: the peer's own
+    /// objects go home by key; everything else is exported, and watched so
+    /// that the peer hears when its view is replaced.
+    pub(crate) fn classify(self: &Arc<Self>, refs: Vec<Ref>) -> Vec<Outgoing> {
+        refs.into_iter()
+            .map(|r| match proxy_of(&r) {
+                Some(p) if p.is_of(self) => Outgoing::Home(p.key()),
+                _ => {
+                    let me: Weak<dyn Watcher> = self.me.clone();
+                    r.watch(me);
+                    Outgoing::Export(r)
+                }
+            })
+            .collect()
+    }
+
+    /// Asks the peer what its export `key` offers, for `proxy`.
+    pub(crate) fn describe_for(core: &mut Core, key: u32, proxy: &Arc<Proxy>) {
+        if let Ok(id) = core.session.describe(key) {
+            core.describing.insert(id, Arc::downgrade(proxy));
+        }
+    }
+}
+
+impl Watcher for Driver {
+    fn revised(&self, reference: &Ref, version: u32) {
+        if let Some(me) = self.me.upgrade() {
+            me.with(|core| core.session.revised(reference, version));
+        }
+    }
+}
+
+pub(crate) fn disconnected(reason: &str) -> Error {
+    Error::new(
+        ErrorKind::Disconnected,
+        format!("the connection is closed: {reason}"),
+    )
+}
+
+async fn read_loop(driver: Arc<Driver>, mut stream: FrameStream) {
+    loop {
+        let timeout = {
+            let core = driver.lock();
+            if core.session.is_closed() {
+                break;
+            }
+            core.session.poll_timeout()
+        };
+        let sleep = async {
+            match timeout {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(bytes)) => driver.with(|core| core.session.receive(bytes)),
+                Some(Err(e)) => driver.with(|core| core.session.carrier_lost(format!("the carrier failed: {e}"))),
+                None => driver.with(|core| core.session.carrier_lost("the peer closed the connection".into())),
+            },
+            () = sleep => driver.with(|core| core.session.handle_timeout(Instant::now())),
+            () = driver.wake_reader.notified() => {}
+        }
+    }
+}
+
+async fn write_loop(driver: Arc<Driver>, mut sink: FrameSink) {
+    let mut status = driver.status.subscribe();
+    loop {
+        let (batch, closed) = {
+            let mut core = driver.lock();
+            let batch: Vec<Bytes> = std::iter::from_fn(|| core.session.poll_transmit()).collect();
+            (batch, core.session.is_closed())
+        };
+        let write = async {
+            for frame in batch {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        // A peer that stops reading must not keep this task forever: once
+        // the connection is closed, a write gets one second to finish.
+        let give_up = async {
+            let _ = status.wait_for(|s| matches!(s, Status::Closed(_))).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let written = tokio::select! {
+            r = write => r,
+            () = give_up => Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")),
+        };
+        if let Err(e) = written {
+            driver.with(|core| core.session.carrier_lost(format!("cannot send: {e}")));
+            return;
+        }
+        if closed {
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+            return;
+        }
+        driver.wake_writer.notified().await;
+    }
+}
+
+fn wire_to_context(
+    w: &WireContext,
+    principal: Option<Principal>,
+    transaction: Option<Transaction>,
+) -> Context {
+    let mut context = Context::new();
+    context.set_chain(ChainId(w.chain));
+    let lineage: Vec<ActivationId> = w.lineage.iter().map(|&a| ActivationId(a)).collect();
+    context.set_lineage(&lineage);
+    context.set_transaction(transaction);
+    context.set_deadline(
+        w.deadline_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms)),
+    );
+    context.set_trace(w.trace.map(TraceId));
+    context.set_principal(principal);
+    context
+}
+
+pub(crate) fn context_to_wire(c: &Context) -> WireContext {
+    WireContext {
+        chain: c.chain().0,
+        // A transaction that has stopped running does not travel.
+        transaction: c.transaction().filter(|t| t.is_active()).map(|t| t.id().0),
+        deadline_ms: c.deadline().map(|d| {
+            let left = d.saturating_duration_since(Instant::now()).as_millis();
+            u64::try_from(left).unwrap_or(u64::MAX)
+        }),
+        trace: c.trace().map(|t| t.0),
+        lineage: c.lineage(MAX_LINEAGE).into_iter().map(|a| a.0).collect(),
+    }
+}
+
+/// The selectors of the registry's methods, shared by the registry and the
+/// two-phase code that calls the peer's.
+pub(crate) const PREPARE: Selector = Selector::new("prepare");
+/// See [`PREPARE`].
+pub(crate) const COMMIT: Selector = Selector::new("commit");
+/// See [`PREPARE`].
+pub(crate) const ABORT: Selector = Selector::new("abort");
