@@ -4,8 +4,10 @@
 //! the argument `server`), then acts as the client in this process:
 //!
 //! * the server exposes a `Room` with a `member` view (everything, logged)
-//!   published for TCP, and a `guest` view (read and listen only) published
-//!   for WebSocket;
+//!   published in the TCP listener's directory, and a `guest` view (read and
+//!   listen only) published in the WebSocket listener's: each listener
+//!   offers its own names, so a WebSocket client cannot even find the
+//!   member view;
 //! * the client calls through both, is refused `post` as a guest (remote
 //!   calls fail visibly), and passes a callback object by reference: the
 //!   server calls it back for every message before its own call returns.
@@ -19,7 +21,7 @@ use std::sync::Mutex;
 
 use tether::filters::LoggingLayer;
 use tether::transports::{Config, tcp, ws};
-use tether::{Node, View};
+use tether::{Directory, Node, View};
 
 /// A chat room.
 #[tether::interface]
@@ -84,10 +86,12 @@ async fn server() -> Result<(), Failure> {
             "guest",
             RoomInterface::view().only([RoomInterface::HISTORY, RoomInterface::REPLAY]),
         )?;
-    node.publish("room/member", room.view("member")?);
-    node.publish("room/guest", room.view("guest")?);
-    let tcp = tcp::serve(&node, "127.0.0.1:0", Config::new()).await?;
-    let ws = ws::serve(&node, "127.0.0.1:0", Config::new()).await?;
+    // Each listener offers its own directory of names.
+    let (members, guests) = (Directory::new(), Directory::new());
+    members.publish("room/member", room.view("member")?);
+    guests.publish("room/guest", room.view("guest")?);
+    let tcp = tcp::serve(&node, "127.0.0.1:0", Config::new().directory(members)).await?;
+    let ws = ws::serve(&node, "127.0.0.1:0", Config::new().directory(guests)).await?;
     // The parent reads this line to find us.
     println!(
         "listening tcp={} ws=ws://{}/",
@@ -121,6 +125,12 @@ async fn client(tcp_addr: &str, ws_url: &str) -> Result<(), Failure> {
     let count = member.post("second message".into()).await?;
     println!("client: posted over TCP as a member; the room has {count} messages");
 
+    match over_ws.lookup::<RoomClient>("room/member").await {
+        Err(e) if e.is_unknown_object() => {
+            println!("client: the member view is not published over WebSocket: {e}");
+        }
+        other => return Err(format!("found the member view over WebSocket: {other:?}").into()),
+    }
     let guest: RoomClient = over_ws.lookup("room/guest").await?;
     println!(
         "client: history over WebSocket: {:?}",
