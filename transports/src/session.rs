@@ -241,6 +241,9 @@ pub struct Session {
     /// or a proxy, whose drop is not the session's to run (the driver holds
     /// its lock). The driver takes them with [`take_released`](Session::take_released).
     released: Vec<Ref>,
+    /// References that got a key in the export table since the last
+    /// [`take_exported`](Session::take_exported).
+    exported: Vec<Ref>,
 }
 
 impl fmt::Debug for Session {
@@ -273,6 +276,7 @@ impl Session {
             unsent: 0,
             events: VecDeque::new(),
             released: Vec::new(),
+            exported: Vec::new(),
             config,
         };
         if let Some(target) = bootstrap {
@@ -332,6 +336,13 @@ impl Session {
     /// drop where no lock of its is held.
     pub fn take_released(&mut self) -> Vec<Ref> {
         std::mem::take(&mut self.released)
+    }
+
+    /// The references that got a key in the export table since the last
+    /// call: the driver watches their views, to tell the peer when one is
+    /// replaced (see [`revised`](Session::revised)).
+    pub fn take_exported(&mut self) -> Vec<Ref> {
+        std::mem::take(&mut self.exported)
     }
 
     /// Whether the peer's call `id` is still running here (not answered,
@@ -882,6 +893,7 @@ impl Session {
         }
         let key = self.take_key();
         self.keys.insert(target.clone(), key);
+        self.exported.push(target.clone());
         self.exports.insert(
             key,
             Export {

@@ -142,14 +142,20 @@ impl Driver {
     /// the lock released, drops what the session let go of, acts on the
     /// events it caused and wakes the writer.
     pub(crate) fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
-        let (out, events, garbage, released) = {
+        let (out, events, garbage, released, exported) = {
             let mut core = self.lock();
             let out = f(&mut core);
             let events: Vec<Event> = std::iter::from_fn(|| core.session.poll_event()).collect();
             let garbage = std::mem::take(&mut core.garbage);
-            (out, events, garbage, core.session.take_released())
+            let released = core.session.take_released();
+            (out, events, garbage, released, core.session.take_exported())
         };
         drop((garbage, released));
+        // Views exported for the first time: hear when they are replaced.
+        for r in exported {
+            let me: Weak<dyn Watcher> = self.me.clone();
+            r.watch(me);
+        }
         self.wake_writer.notify_one();
         for event in events {
             self.act(event);
@@ -346,16 +352,7 @@ impl Driver {
 
     /// Sends the reply to the peer's call `id`.
     fn answer(self: &Arc<Self>, id: u64, result: Result<Value, Error>) {
-        let encoded = result.and_then(|value| {
-            let mut bytes = Vec::new();
-            let refs = value.encode(&mut bytes).map_err(|e| {
-                Error::new(
-                    ErrorKind::Failed,
-                    format!("the result cannot travel: {}", e.message()),
-                )
-            })?;
-            Ok((refs, Bytes::from(bytes)))
-        });
+        let encoded = result.and_then(|value| encode(&value, ErrorKind::Failed, "result"));
         let encoded = encoded.map(|(refs, bytes)| (self.classify(refs), bytes));
         self.with(|core| {
             core.running.remove(&id);
@@ -393,17 +390,12 @@ impl Driver {
     }
 
     /// How each reference in an outgoing value travels: the peer's own
-    /// objects go home by key; everything else is exported, and watched so
-    /// that the peer hears when its view is replaced.
+    /// objects go home by key; everything else is exported.
     pub(crate) fn classify(self: &Arc<Self>, refs: Vec<Ref>) -> Vec<Outgoing> {
         refs.into_iter()
             .map(|r| match proxy_of(&r) {
                 Some(p) if p.is_of(self) => Outgoing::Home(p.key()),
-                _ => {
-                    let me: Weak<dyn Watcher> = self.me.clone();
-                    r.watch(me);
-                    Outgoing::Export(r)
-                }
+                _ => Outgoing::Export(r),
             })
             .collect()
     }
@@ -422,6 +414,20 @@ impl Watcher for Driver {
             me.with(|core| core.session.revised(reference, version));
         }
     }
+}
+
+/// Encodes a value that is to travel (a call's `what`: its arguments or its
+/// result), failing with `kind` if it cannot.
+pub(crate) fn encode(
+    value: &Value,
+    kind: ErrorKind,
+    what: &str,
+) -> Result<(Vec<Ref>, Bytes), Error> {
+    let mut bytes = Vec::new();
+    let refs = value
+        .encode(&mut bytes)
+        .map_err(|e| Error::new(kind, format!("the {what} cannot travel: {}", e.message())))?;
+    Ok((refs, Bytes::from(bytes)))
 }
 
 pub(crate) fn disconnected(reason: &str) -> Error {

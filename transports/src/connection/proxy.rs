@@ -3,7 +3,6 @@
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use serde::Deserialize;
 use tether_abstractions::{FutureCall, Oneway};
 use tether_semantics::{
@@ -12,7 +11,7 @@ use tether_semantics::{
 };
 use tokio::sync::{oneshot, watch};
 
-use super::driver::{Driver, Status, context_to_wire, disconnected};
+use super::driver::{Driver, Status, context_to_wire, disconnected, encode};
 use crate::frame::{WireView, abstraction_from_code};
 use crate::session::Callee;
 
@@ -196,18 +195,11 @@ impl Invoke for Proxy {
                 selector: selector.id(),
                 version,
             };
-            let mut bytes = Vec::new();
-            let refs = args.encode(&mut bytes).map_err(|e| {
-                Error::new(
-                    ErrorKind::BadArguments,
-                    format!("the arguments cannot travel: {}", e.message()),
-                )
-            })?;
+            let (refs, bytes) = encode(&args, ErrorKind::BadArguments, "arguments")?;
             // The arguments' own references are counted by the session
             // now; the value is dropped here, unlocked.
             drop(args);
             let wire = context_to_wire(&context);
-            let bytes = Bytes::from(bytes);
             let transaction = context.transaction().filter(|_| wire.transaction.is_some());
             if let Some(transaction) = transaction {
                 driver.two_phase.enlist(&driver, transaction);
