@@ -52,6 +52,19 @@ pub fn trust(certificate: CertificateDer<'static>) -> io::Result<RootCertStore> 
     Ok(roots)
 }
 
+/// QUIC's own liveness, consistent with the session's: keepalives at the
+/// session's interval and an idle timeout of the session's (see
+/// [`Config::idle_timeout`]), so both notice a silent peer at the same
+/// time.
+fn transport(config: &Config) -> io::Result<Arc<quinn::TransportConfig>> {
+    let (keepalive, idle) = config.liveness();
+    let idle = quinn::IdleTimeout::try_from(idle).map_err(io::Error::other)?;
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(keepalive));
+    transport.max_idle_timeout(Some(idle));
+    Ok(Arc::new(transport))
+}
+
 /// Listens on `addr` (UDP) and serves every connection for `node`.
 pub async fn serve(
     node: &Node,
@@ -59,6 +72,8 @@ pub async fn serve(
     tls: ServerConfig,
     config: Config,
 ) -> io::Result<Listener> {
+    let mut tls = tls;
+    tls.transport_config(transport(&config)?);
     let endpoint = Endpoint::server(tls, addr)?;
     let local_addr = endpoint.local_addr()?;
     let peers = Arc::new(Mutex::new(Vec::new()));
@@ -107,6 +122,8 @@ pub async fn connect(
     } else {
         (std::net::Ipv4Addr::LOCALHOST, 0).into()
     };
+    let mut tls = tls;
+    tls.transport_config(transport(&config)?);
     let endpoint = Endpoint::client(bind)?;
     let connection = endpoint
         .connect_with(tls, addr, server_name)

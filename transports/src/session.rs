@@ -23,8 +23,8 @@ use tether_semantics::{Error, ErrorKind, Ref, ViewDescriptor};
 
 use crate::frame::{
     Call, Cancel, Credentials, Describe, Description, Frame, FrameError, Goodbye, Hello, Limits,
-    OnewayCall, Outcome, Release, Return, Revised, Tag, VERSION, WireContext, WireError,
-    WireMethod, WireRef, WireView, abstraction_code, error_code,
+    OnewayCall, Outcome, Ping, Pong, Release, Return, Revised, Tag, VERSION, WireContext,
+    WireError, WireMethod, WireRef, WireView, abstraction_code, error_code,
 };
 
 /// What a session is configured with.
@@ -44,6 +44,12 @@ pub struct SessionConfig {
     /// How many bytes of frames may wait to be sent before the peer counts
     /// as not reading and the connection is closed.
     pub max_unsent: usize,
+    /// After this long without a frame from the peer, send it a Ping.
+    pub keepalive: Duration,
+    /// After this long without a frame from the peer (a Pong included),
+    /// close the connection: the peer counts as gone, and every pending
+    /// call fails with `disconnected`.
+    pub idle_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -55,6 +61,8 @@ impl Default for SessionConfig {
             max_in_flight: 1024,
             hello_timeout: Duration::from_secs(10),
             max_unsent: 64 * 1024 * 1024,
+            keepalive: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -235,6 +243,10 @@ pub struct Session {
     answers: HashSet<u64>,
     transmit: VecDeque<Bytes>,
     unsent: usize,
+    /// When the peer was last heard from, and whether it was pinged since.
+    last_heard: Instant,
+    pinged: bool,
+    next_nonce: u64,
     events: VecDeque<Event>,
     /// References the session no longer holds. The session never drops a
     /// `Ref` itself: the last one may be the last handle on a user's object
@@ -274,6 +286,9 @@ impl Session {
             answers: HashSet::new(),
             transmit: VecDeque::new(),
             unsent: 0,
+            last_heard: now,
+            pinged: false,
+            next_nonce: 1,
             events: VecDeque::new(),
             released: Vec::new(),
             exported: Vec::new(),
@@ -358,17 +373,43 @@ impl Session {
             State::AwaitingHello { since } => Some(since + self.config.hello_timeout),
             _ => None,
         };
+        let liveness = match self.state {
+            State::Open if self.pinged => Some(self.last_heard + self.config.idle_timeout),
+            State::Open => {
+                Some(self.last_heard + self.config.keepalive.min(self.config.idle_timeout))
+            }
+            _ => None,
+        };
         self.questions
             .values()
             .filter_map(|q| q.deadline)
             .chain(hello)
+            .chain(liveness)
             .min()
     }
 
     /// Acts on the passing of time: questions past their deadline fail
     /// with `deadline exceeded` (and are cancelled at the peer); a peer
-    /// that has not said Hello in time is disconnected.
+    /// that has not said Hello in time is disconnected; a peer not heard
+    /// from for the keepalive interval is pinged, and one not heard from
+    /// for the idle timeout is disconnected.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_open() {
+            let silent = now.saturating_duration_since(self.last_heard);
+            if silent >= self.config.idle_timeout {
+                self.close(format!(
+                    "the peer showed no sign of life for {:?} (idle timeout)",
+                    self.config.idle_timeout
+                ));
+                return;
+            }
+            if !self.pinged && silent >= self.config.keepalive {
+                self.pinged = true;
+                let nonce = self.next_nonce;
+                self.next_nonce += 1;
+                self.send(&Frame::Ping(Ping { nonce }));
+            }
+        }
         if let State::AwaitingHello { since } = self.state {
             if now >= since + self.config.hello_timeout {
                 self.close(format!(
@@ -396,11 +437,14 @@ impl Session {
         }
     }
 
-    /// Takes in one frame from the carrier.
-    pub fn receive(&mut self, frame: Bytes) {
+    /// Takes in one frame from the carrier, received at `now`.
+    pub fn receive(&mut self, frame: Bytes, now: Instant) {
         if self.is_closed() {
             return;
         }
+        // Any frame is a sign of life.
+        self.last_heard = now;
+        self.pinged = false;
         let limits = Limits {
             max_frame: self.config.max_frame as usize,
         };
@@ -465,6 +509,8 @@ impl Session {
                     self.events.push_back(Event::Revised { key, version });
                 }
             }
+            Frame::Ping(Ping { nonce }) => self.send(&Frame::Pong(Pong { nonce })),
+            Frame::Pong(_) => {}
             Frame::Extension { tag, body } => self.events.push_back(Event::Extension(tag, body)),
         }
     }

@@ -808,7 +808,8 @@ impl Raw {
                 return event;
             }
             let frame = self.io.next().await.unwrap().unwrap();
-            self.session.receive(frame.freeze());
+            self.session
+                .receive(frame.freeze(), std::time::Instant::now());
         }
     }
 

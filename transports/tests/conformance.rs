@@ -945,3 +945,52 @@ async fn each_listener_offers_only_its_own_names() {
     })
     .await
 }
+
+/// A peer that stops answering (a stopped process: the socket stays open,
+/// nothing comes back): the keepalive notices, and a call pending on it
+/// without a deadline fails with `disconnected` within the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_fails_pending_calls_within_the_idle_timeout() {
+    use futures_util::{SinkExt, StreamExt};
+    use tether::transports::session::{Session, SessionConfig};
+    use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+    bounded(async {
+        let world = server_world();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bootstrap = world.calc.view("plain").unwrap();
+        let silent = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let codec = LengthDelimitedCodec::builder()
+                .little_endian()
+                .length_field_length(4)
+                .new_codec();
+            let mut framed = Framed::new(stream, codec);
+            // Says Hello, then reads everything and answers nothing.
+            let mut session =
+                Session::new(SessionConfig::default(), Some(bootstrap), Instant::now());
+            while let Some(frame) = session.poll_transmit() {
+                framed.send(frame).await.unwrap();
+            }
+            let mut frames = 0;
+            while let Some(Ok(_)) = framed.next().await {
+                frames += 1;
+            }
+            frames
+        });
+        let node = Node::new();
+        let config = Config::new()
+            .keepalive(Duration::from_millis(100))
+            .idle_timeout(Duration::from_millis(400));
+        let peer = tcp::connect(&node, addr, config).await.unwrap();
+        peer.opened().await.unwrap();
+        let e = peer.lookup::<CalcClient>("calc").await.unwrap_err();
+        assert!(e.is_disconnected(), "{e}");
+        let closed = peer.closed().await;
+        assert!(closed.reason.contains("no sign of life"), "{closed:?}");
+        // It sent the call, at least one Ping, and a Goodbye.
+        assert!(silent.await.unwrap() >= 3);
+    })
+    .await
+}

@@ -101,6 +101,8 @@ fn every_frame_round_trips() {
     }));
     round_trip(Frame::Description(Description { id: 4, view: None }));
     round_trip(Frame::Revised(Revised { key: 4, version: 9 }));
+    round_trip(Frame::Ping(Ping { nonce: u64::MAX }));
+    round_trip(Frame::Pong(Pong { nonce: 1 }));
     round_trip(Frame::Extension {
         tag: Tag(0x8000_0001),
         body: Bytes::from_static(b"relay"),
@@ -221,8 +223,8 @@ fn bad_frames_get_clear_errors() {
     }
     let e = Frame::decode(Bytes::from(vec![0; 65]), &Limits { max_frame: 64 }).unwrap_err();
     assert_eq!(e.to_string(), "a frame of 65 bytes exceeds the limit of 64");
-    let e = Frame::decode(Bytes::from_static(b"\x0b\x00\x00\x00"), &limits).unwrap_err();
-    assert!(matches!(e, FrameError::UnknownTag(Tag(11))), "{e}");
+    let e = Frame::decode(Bytes::from_static(b"\x0d\x00\x00\x00"), &limits).unwrap_err();
+    assert!(matches!(e, FrameError::UnknownTag(Tag(13))), "{e}");
     // A call cut off inside its header.
     let e =
         Frame::decode(Bytes::from_static(b"\x03\x00\x00\x00\x01\x01\x44"), &limits).unwrap_err();

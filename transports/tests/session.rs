@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tether::transports::frame::{Call, Frame, Hello, WireContext, WireRef};
+use tether::transports::frame::{Call, Frame, Hello, Tag, WireContext, WireRef};
 use tether::transports::session::{
     Answer, Callee, Event, Incoming, Outgoing, Session, SessionConfig,
 };
@@ -34,7 +34,7 @@ fn thing(node: &Node) -> Ref {
 /// Moves every frame `from` has to send into `to`.
 fn pump(from: &mut Session, to: &mut Session) {
     while let Some(frame) = from.poll_transmit() {
-        to.receive(frame);
+        to.receive(frame, Instant::now());
     }
 }
 
@@ -53,8 +53,8 @@ fn config(node: u64) -> SessionConfig {
 fn open(bootstrap: Ref, now: Instant) -> (Session, Session, u32) {
     let mut a = Session::new(config(1), Some(bootstrap), now);
     let mut b = Session::new(config(2), None, now);
-    pump(&mut a, &mut b);
-    pump(&mut b, &mut a);
+    pump_at(&mut a, &mut b, now);
+    pump_at(&mut b, &mut a, now);
     let key = match events(&mut b).pop() {
         Some(Event::Opened(Hello {
             bootstrap: Some(key),
@@ -254,7 +254,7 @@ fn bad_input_closes_only_that_connection_with_a_goodbye() {
         .unwrap();
     pump(&mut b, &mut a);
     events(&mut a);
-    a.receive(Bytes::from_static(&[0x03, 0, 0, 0, 0xff])); // a truncated Call
+    a.receive(Bytes::from_static(&[0x03, 0, 0, 0, 0xff]), now); // a truncated Call
     assert!(a.is_closed());
     let evs = events(&mut a);
     assert!(
@@ -288,25 +288,31 @@ fn bad_input_closes_only_that_connection_with_a_goodbye() {
 fn the_first_frame_must_be_a_hello_of_this_version() {
     let now = Instant::now();
     let mut a = Session::new(config(1), None, now);
-    a.receive(frame(Frame::Call(Call {
-        id: 1,
-        key: 1,
-        selector: 1,
-        version: 0,
-        context: WireContext::default(),
-        refs: vec![WireRef::Receiver { key: 1 }],
-        args: Bytes::new(),
-    })));
+    a.receive(
+        frame(Frame::Call(Call {
+            id: 1,
+            key: 1,
+            selector: 1,
+            version: 0,
+            context: WireContext::default(),
+            refs: vec![WireRef::Receiver { key: 1 }],
+            args: Bytes::new(),
+        })),
+        now,
+    );
     assert!(a.is_closed());
     let mut b = Session::new(config(1), None, now);
-    b.receive(frame(Frame::Hello(Hello {
-        version: 99,
-        node: 2,
-        bootstrap: None,
-        credentials: None,
-        max_frame: 1024,
-        max_in_flight: 1,
-    })));
+    b.receive(
+        frame(Frame::Hello(Hello {
+            version: 99,
+            node: 2,
+            bootstrap: None,
+            credentials: None,
+            max_frame: 1024,
+            max_in_flight: 1,
+        })),
+        now,
+    );
     assert!(
         matches!(events(&mut b).pop(), Some(Event::Closed(c)) if c.reason.contains("version 99"))
     );
@@ -345,4 +351,71 @@ fn a_peer_that_stops_reading_is_cut_off() {
     assert!(
         matches!(events(&mut b).pop(), Some(Event::Closed(c)) if c.reason.contains("stopped reading"))
     );
+}
+
+/// Moves every frame `from` has to send into `to`, received at `at`.
+fn pump_at(from: &mut Session, to: &mut Session, at: Instant) {
+    while let Some(frame) = from.poll_transmit() {
+        to.receive(frame, at);
+    }
+}
+
+#[test]
+fn a_silent_peer_is_pinged_then_dropped_and_pending_calls_fail() {
+    let now = Instant::now();
+    let node = Node::new();
+    let (mut a, mut b, key) = open(thing(&node), now);
+    let id = b
+        .call(
+            Callee::new(key, 7),
+            WireContext::default(),
+            Vec::new(),
+            Bytes::new(),
+            None,
+        )
+        .unwrap();
+    pump_at(&mut b, &mut a, now);
+    events(&mut a);
+    // `a` now stops: it reads what it is sent but never answers.
+    let keepalive = SessionConfig::default().keepalive;
+    let idle = SessionConfig::default().idle_timeout;
+    assert_eq!(b.poll_timeout(), Some(now + keepalive));
+    b.handle_timeout(now + keepalive);
+    let Some(ping) = b.poll_transmit() else {
+        panic!("a Ping after the keepalive interval")
+    };
+    assert_eq!(&ping[..4], &Tag::PING.0.to_le_bytes());
+    assert_eq!(b.poll_timeout(), Some(now + idle), "then the idle timeout");
+    b.handle_timeout(now + idle - Duration::from_millis(1));
+    assert!(b.is_open(), "not yet");
+    b.handle_timeout(now + idle);
+    assert!(b.is_closed());
+    let evs = events(&mut b);
+    assert!(
+        matches!(&evs[0], Event::Answer(got, Answer::Error(e)) if *got == id && e.is_disconnected()),
+        "{evs:?}"
+    );
+    assert!(
+        matches!(evs.last(), Some(Event::Closed(c)) if c.reason.contains("no sign of life")),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn a_peer_that_answers_pings_stays() {
+    let now = Instant::now();
+    let node = Node::new();
+    let (mut a, mut b, _) = open(thing(&node), now);
+    let keepalive = SessionConfig::default().keepalive;
+    let mut t = now;
+    // Four idle timeouts pass; the peer answers every Ping.
+    for _ in 0..12 {
+        t += keepalive;
+        b.handle_timeout(t);
+        pump_at(&mut b, &mut a, t);
+        a.handle_timeout(t);
+        pump_at(&mut a, &mut b, t);
+        assert!(a.is_open() && b.is_open());
+    }
+    assert!(events(&mut b).is_empty());
 }

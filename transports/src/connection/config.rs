@@ -55,8 +55,9 @@ impl fmt::Debug for Config {
 
 impl Config {
     /// The defaults: 16 MiB frames, 1024 calls in flight, 10 s for the
-    /// peer's Hello, 64 MiB of unsent frames, anonymous peers, 30 s for a
-    /// transaction's outcome, and the node-wide directory of names.
+    /// peer's Hello, 64 MiB of unsent frames, a Ping after 10 s of silence
+    /// and a close after 30 s, anonymous peers, 30 s for a transaction's
+    /// outcome, and the node-wide directory of names.
     pub fn new() -> Self {
         Self::default()
     }
@@ -119,6 +120,26 @@ impl Config {
     pub fn max_unsent(mut self, bytes: usize) -> Self {
         self.session.max_unsent = bytes;
         self
+    }
+    /// How long without a frame from the peer before this side sends a
+    /// Ping (10 s unless set). Any frame counts, so a busy connection never
+    /// pings.
+    pub fn keepalive(mut self, interval: Duration) -> Self {
+        self.session.keepalive = interval;
+        self
+    }
+    /// How long without any frame from the peer (a Pong included) before
+    /// the connection counts as gone (30 s unless set): it closes, and
+    /// every call pending on it fails with `disconnected`. This is the
+    /// longest a caller without a deadline waits for a peer that stopped
+    /// answering (a stopped process, a vanished host). Over QUIC it is
+    /// also the transport's idle timeout.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.session.idle_timeout = timeout;
+        self
+    }
+    pub(crate) fn liveness(&self) -> (Duration, Duration) {
+        (self.session.keepalive, self.session.idle_timeout)
     }
     /// How long the peer has to send its Hello.
     pub fn hello_timeout(mut self, timeout: Duration) -> Self {

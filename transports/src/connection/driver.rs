@@ -454,7 +454,7 @@ async fn read_loop(driver: Arc<Driver>, mut stream: FrameStream) {
         };
         tokio::select! {
             frame = stream.next() => match frame {
-                Some(Ok(bytes)) => driver.with(|core| core.session.receive(bytes)),
+                Some(Ok(bytes)) => driver.with(|core| core.session.receive(bytes, Instant::now())),
                 Some(Err(e)) => driver.with(|core| core.session.carrier_lost(format!("the carrier failed: {e}"))),
                 None => driver.with(|core| core.session.carrier_lost("the peer closed the connection".into())),
             },

@@ -40,6 +40,7 @@ mod codes;
 mod describe;
 mod fixed;
 mod hello;
+mod ping;
 mod reference;
 
 use std::fmt;
@@ -54,6 +55,7 @@ pub use call::{
 pub use codes::{abstraction_code, abstraction_from_code, error_code, error_from_code};
 pub use describe::{Describe, Description, Revised, WireMethod, WireView};
 pub use hello::{Credentials, Goodbye, Hello, VERSION};
+pub use ping::{Ping, Pong};
 pub use reference::Release;
 
 /// A frame's tag: what interprets the rest of the frame.
@@ -81,6 +83,10 @@ impl Tag {
     pub const DESCRIPTION: Tag = Tag(9);
     /// [`Revised`].
     pub const REVISED: Tag = Tag(10);
+    /// [`Ping`].
+    pub const PING: Tag = Tag(11);
+    /// [`Pong`].
+    pub const PONG: Tag = Tag(12);
     /// The first tag of the range reserved for extensions.
     pub const FIRST_EXTENSION: Tag = Tag(0x8000_0000);
 
@@ -119,6 +125,10 @@ pub enum Frame {
     Description(Description),
     /// A view the receiver described has been replaced.
     Revised(Revised),
+    /// Asks for a sign of life.
+    Ping(Ping),
+    /// Answers a Ping.
+    Pong(Pong),
     /// A frame of an extension (tag `0x8000_0000` or above), uninterpreted.
     Extension {
         /// Its tag.
@@ -196,6 +206,8 @@ impl Frame {
             Frame::Describe(_) => Tag::DESCRIBE,
             Frame::Description(_) => Tag::DESCRIPTION,
             Frame::Revised(_) => Tag::REVISED,
+            Frame::Ping(_) => Tag::PING,
+            Frame::Pong(_) => Tag::PONG,
             Frame::Extension { tag, .. } => *tag,
         }
     }
@@ -215,6 +227,8 @@ impl Frame {
             Frame::Describe(f) => put(tag, out, f),
             Frame::Description(f) => put(tag, out, f),
             Frame::Revised(f) => put(tag, out, f),
+            Frame::Ping(f) => put(tag, out, f),
+            Frame::Pong(f) => put(tag, out, f),
             Frame::Extension { body, .. } => {
                 if !tag.is_extension() {
                     return Err(FrameError::Encode {
@@ -254,6 +268,8 @@ impl Frame {
             Tag::DESCRIBE => Frame::Describe(whole(tag, &body)?),
             Tag::DESCRIPTION => Frame::Description(whole(tag, &body)?),
             Tag::REVISED => Frame::Revised(whole(tag, &body)?),
+            Tag::PING => Frame::Ping(whole(tag, &body)?),
+            Tag::PONG => Frame::Pong(whole(tag, &body)?),
             tag if tag.is_extension() => Frame::Extension { tag, body },
             tag => return Err(FrameError::UnknownTag(tag)),
         })
