@@ -23,7 +23,7 @@ use tether_semantics::{Error, ErrorKind, Ref, ViewDescriptor};
 
 use crate::frame::{
     Call, Cancel, Credentials, Describe, Description, Frame, FrameError, Goodbye, Hello, Limits,
-    OnewayCall, Outcome, Ping, Pong, Release, Return, Revised, Tag, VERSION, WireContext,
+    OnewayCall, Outcome, Ping, Pong, Release, Released, Return, Revised, Tag, VERSION, WireContext,
     WireError, WireMethod, WireRef, WireView, abstraction_code, error_code,
 };
 
@@ -44,6 +44,12 @@ pub struct SessionConfig {
     /// How many bytes of frames may wait to be sent before the peer counts
     /// as not reading and the connection is closed.
     pub max_unsent: usize,
+    /// How many of the peer's oneway calls this side runs at once; more are
+    /// dropped, logged and counted ([`Tables::refused_oneways`]).
+    pub max_oneway_in_flight: u32,
+    /// How many references one frame may carry; a call with more is
+    /// refused (`bad arguments`), and a result with more fails.
+    pub max_refs_per_frame: u32,
     /// After this long without a frame from the peer, send it a Ping.
     pub keepalive: Duration,
     /// After this long without a frame from the peer (a Pong included),
@@ -59,6 +65,8 @@ impl Default for SessionConfig {
             credentials: None,
             max_frame: Limits::default().max_frame as u32,
             max_in_flight: 1024,
+            max_oneway_in_flight: 1024,
+            max_refs_per_frame: 1024,
             hello_timeout: Duration::from_secs(10),
             max_unsent: 64 * 1024 * 1024,
             keepalive: Duration::from_secs(10),
@@ -121,6 +129,9 @@ pub enum Incoming {
 pub struct IncomingCall {
     /// The call's id; `None` for a oneway call, which gets no reply.
     pub id: Option<u64>,
+    /// For a oneway call, this side's handle on it: pass it to
+    /// [`Session::oneway_done`] when the call has finished.
+    pub oneway: Option<u64>,
     /// The export's key in this side's table.
     pub key: u32,
     /// The export called.
@@ -197,6 +208,10 @@ pub struct Tables {
     pub questions: usize,
     /// The peer's calls running here.
     pub answers: usize,
+    /// The peer's oneway calls running here.
+    pub oneways: usize,
+    /// The peer's oneway calls dropped because too many ran already.
+    pub refused_oneways: u64,
 }
 
 struct Export {
@@ -241,6 +256,10 @@ pub struct Session {
     questions: HashMap<u64, Question>,
     next_question: u64,
     answers: HashSet<u64>,
+    /// The peer's oneway calls running here, by a handle of this side's.
+    oneways: HashSet<u64>,
+    next_oneway: u64,
+    refused_oneways: u64,
     transmit: VecDeque<Bytes>,
     unsent: usize,
     /// When the peer was last heard from, and whether it was pinged since.
@@ -284,6 +303,9 @@ impl Session {
             questions: HashMap::new(),
             next_question: 1,
             answers: HashSet::new(),
+            oneways: HashSet::new(),
+            next_oneway: 1,
+            refused_oneways: 0,
             transmit: VecDeque::new(),
             unsent: 0,
             last_heard: now,
@@ -331,6 +353,8 @@ impl Session {
             imports: self.imports.len(),
             questions: self.questions.len(),
             answers: self.answers.len(),
+            oneways: self.oneways.len(),
+            refused_oneways: self.refused_oneways,
         }
     }
 
@@ -358,6 +382,18 @@ impl Session {
     /// replaced (see [`revised`](Session::revised)).
     pub fn take_exported(&mut self) -> Vec<Ref> {
         std::mem::take(&mut self.exported)
+    }
+
+    /// The peer's oneway call with handle `handle` has finished (or was
+    /// dropped): it no longer counts against the limit.
+    pub fn oneway_done(&mut self, handle: u64) {
+        self.oneways.remove(&handle);
+    }
+
+    /// Whether the peer's oneway call with handle `handle` still runs here
+    /// (not ended by the close).
+    pub fn is_running_oneway(&self, handle: u64) -> bool {
+        self.oneways.contains(&handle)
     }
 
     /// Whether the peer's call `id` is still running here (not answered,
@@ -489,7 +525,11 @@ impl Session {
                 }
             }
             Frame::Return(ret) => self.on_return(ret),
-            Frame::Release(Release { key, count }) => self.on_release(key, count),
+            Frame::Release(Release { entries }) => {
+                for Released { key, count } in entries {
+                    self.on_release(key, count);
+                }
+            }
             Frame::Describe(Describe { id, key }) => {
                 let view = self
                     .exports
@@ -541,6 +581,17 @@ impl Session {
                 format!("this connection holds no export {key}"),
             );
         };
+        if wire_refs.len() > self.config.max_refs_per_frame as usize {
+            return refuse(
+                self,
+                ErrorKind::BadArguments,
+                format!(
+                    "the call carries {} references; this side takes at most {} in one frame",
+                    wire_refs.len(),
+                    self.config.max_refs_per_frame
+                ),
+            );
+        }
         let refs = match self.resolve_refs(&wire_refs) {
             Ok(refs) => refs,
             Err(key) => {
@@ -551,21 +602,43 @@ impl Session {
                 );
             }
         };
-        if let Some(id) = id {
-            if self.answers.len() >= self.config.max_in_flight as usize {
-                return refuse(
-                    self,
-                    ErrorKind::Overloaded,
-                    format!(
-                        "{} calls are running on this connection already",
-                        self.config.max_in_flight
-                    ),
-                );
+        let mut oneway = None;
+        match id {
+            Some(id) => {
+                if self.answers.len() >= self.config.max_in_flight as usize {
+                    return refuse(
+                        self,
+                        ErrorKind::Overloaded,
+                        format!(
+                            "{} calls are running on this connection already",
+                            self.config.max_in_flight
+                        ),
+                    );
+                }
+                self.answers.insert(id);
             }
-            self.answers.insert(id);
+            None => {
+                if self.oneways.len() >= self.config.max_oneway_in_flight as usize {
+                    self.refused_oneways += 1;
+                    tracing::warn!(
+                        node = self.config.node,
+                        key,
+                        selector = format_args!("{selector:08x}"),
+                        running = self.oneways.len(),
+                        refused = self.refused_oneways,
+                        "dropped a oneway call: too many run on this connection already"
+                    );
+                    return refuse(self, ErrorKind::Overloaded, String::new());
+                }
+                let handle = self.next_oneway;
+                self.next_oneway += 1;
+                self.oneways.insert(handle);
+                oneway = Some(handle);
+            }
         }
         self.events.push_back(Event::Call(IncomingCall {
             id,
+            oneway,
             key,
             target,
             selector,
@@ -592,10 +665,27 @@ impl Session {
     /// Gives back the peer's exports named in a frame whose value will
     /// never be read.
     fn release_unused(&mut self, wire: &[WireRef]) {
+        // One entry per key, in the order first met, in as few frames as
+        // the peer's frame limit allows.
+        let mut entries: Vec<Released> = Vec::new();
+        let mut index: HashMap<u32, usize> = HashMap::new();
         for r in wire {
             if let WireRef::Sender { key, .. } = *r {
-                self.send(&Frame::Release(Release { key, count: 1 }));
+                match index.get(&key) {
+                    Some(&i) => entries[i].count = entries[i].count.saturating_add(1),
+                    None => {
+                        index.insert(key, entries.len());
+                        entries.push(Released { key, count: 1 });
+                    }
+                }
             }
+        }
+        // An entry takes at most 10 bytes; leave room for the tag and count.
+        let per_frame = (self.peer_max_frame.saturating_sub(16) / 10).max(1);
+        for chunk in entries.chunks(per_frame) {
+            self.send(&Frame::Release(Release {
+                entries: chunk.to_vec(),
+            }));
         }
     }
 
@@ -608,6 +698,19 @@ impl Session {
             return;
         }
         let answer = match ret.outcome {
+            Outcome::Ok(wire_refs, _)
+                if wire_refs.len() > self.config.max_refs_per_frame as usize =>
+            {
+                self.release_unused(&wire_refs);
+                Answer::Error(Error::new(
+                    ErrorKind::BadArguments,
+                    format!(
+                        "the result carries {} references; this side takes at most {} in one frame",
+                        wire_refs.len(),
+                        self.config.max_refs_per_frame
+                    ),
+                ))
+            }
             Outcome::Ok(wire_refs, value) => match self.resolve_refs(&wire_refs) {
                 Ok(refs) => Answer::Value(refs, value),
                 Err(key) => {
@@ -660,7 +763,7 @@ impl Session {
             }
             let count = entry.count;
             self.imports.remove(&key);
-            self.send(&Frame::Release(Release { key, count }));
+            self.send(&Frame::Release(Release::one(key, count)));
         }
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -682,7 +785,7 @@ impl Session {
                 let count = entry.count;
                 self.imports.remove(&key);
                 if !self.is_closed() {
-                    self.send(&Frame::Release(Release { key, count }));
+                    self.send(&Frame::Release(Release::one(key, count)));
                 }
             }
             _ => {}
@@ -809,6 +912,22 @@ impl Session {
         }
     }
 
+    /// Answers the peer's call `id` at once with `()`, and goes on running
+    /// it as a oneway call: for a Call to a method the view makes oneway
+    /// (PROTOCOL.md §6.4). Returns its oneway handle (see
+    /// [`oneway_done`](Session::oneway_done)), or `None` if the call was
+    /// cancelled meanwhile. The call keeps counting against the limits.
+    pub fn answer_as_oneway(&mut self, id: u64) -> Option<u64> {
+        if !self.answers.contains(&id) || self.is_closed() {
+            return None;
+        }
+        self.answer(id, Ok((Vec::new(), Bytes::new())));
+        let handle = self.next_oneway;
+        self.next_oneway += 1;
+        self.oneways.insert(handle);
+        Some(handle)
+    }
+
     /// Closes the session from this side: Goodbye to the peer, every
     /// question answered `disconnected`, every running call cancelled.
     pub fn close(&mut self, reason: String) {
@@ -844,6 +963,7 @@ impl Session {
         let mut answers: Vec<u64> = self.answers.drain().collect();
         answers.sort_unstable();
         self.events.extend(answers.into_iter().map(Event::Cancel));
+        self.oneways.clear();
         self.released
             .extend(self.exports.drain().map(|(_, export)| export.target));
         self.released.extend(self.keys.drain().map(|(r, _)| r));

@@ -4,25 +4,25 @@
 //! and the capability rule.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tether::filters::access::Who;
 use tether::filters::transaction::{TxCell, active_transactions};
 use tether::filters::{AccessLayer, MutexLayer, TransactionLayer};
-use tether::transports::frame::{Credentials, Hello, WireContext};
-use tether::transports::session::{Answer, Callee, Event, Session, SessionConfig};
+use tether::transports::frame::Credentials;
+use tether::transports::session::Answer;
 use tether::transports::{Config, Listener, Peer, tcp};
-use tether::{ErrorKind, Exposed, Node, Object, Principal, Selector, Value};
-use tokio::net::TcpStream;
+use tether::{ErrorKind, Exposed, Node, Object, Principal, Value};
 use tokio::sync::Semaphore;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use support::Raw;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BankError {
@@ -764,78 +764,6 @@ async fn access_is_decided_by_the_principal_the_hello_proved() {
         listener.close().await;
     })
     .await;
-}
-
-/// A peer that speaks the protocol by hand: a session over a TCP stream.
-struct Raw {
-    session: Session,
-    io: Framed<TcpStream, LengthDelimitedCodec>,
-    bootstrap: u32,
-}
-
-impl Raw {
-    async fn connect(addr: std::net::SocketAddr) -> Raw {
-        let codec = LengthDelimitedCodec::builder()
-            .little_endian()
-            .length_field_length(4)
-            .new_codec();
-        let io = Framed::new(TcpStream::connect(addr).await.unwrap(), codec);
-        let config = SessionConfig {
-            node: 0xbad,
-            ..SessionConfig::default()
-        };
-        let mut raw = Raw {
-            session: Session::new(config, None, std::time::Instant::now()),
-            io,
-            bootstrap: 0,
-        };
-        match raw.next_event().await {
-            Event::Opened(Hello {
-                bootstrap: Some(key),
-                ..
-            }) => raw.bootstrap = key,
-            other => panic!("{other:?}"),
-        }
-        raw
-    }
-
-    async fn next_event(&mut self) -> Event {
-        loop {
-            while let Some(frame) = self.session.poll_transmit() {
-                self.io.send(frame).await.unwrap();
-            }
-            if let Some(event) = self.session.poll_event() {
-                return event;
-            }
-            let frame = self.io.next().await.unwrap().unwrap();
-            self.session
-                .receive(frame.freeze(), std::time::Instant::now());
-        }
-    }
-
-    /// Calls `method` on export `key` with `args`, and waits for the answer.
-    async fn call(&mut self, key: u32, method: &'static str, args: Value) -> Answer {
-        let mut bytes = Vec::new();
-        args.encode(&mut bytes).unwrap();
-        let selector = Selector::new(method).id();
-        let id = self
-            .session
-            .call(
-                Callee::new(key, selector),
-                WireContext::default(),
-                Vec::new(),
-                Bytes::from(bytes),
-                None,
-            )
-            .unwrap();
-        loop {
-            if let Event::Answer(got, answer) = self.next_event().await {
-                if got == id {
-                    return answer;
-                }
-            }
-        }
-    }
 }
 
 fn error_kind(answer: Answer) -> ErrorKind {

@@ -83,7 +83,16 @@ fn every_frame_round_trips() {
             callee: Some(vec![1, 2]),
         }),
     }));
-    round_trip(Frame::Release(Release { key: 4, count: 2 }));
+    round_trip(Frame::Release(Release::one(4, 2)));
+    round_trip(Frame::Release(Release {
+        entries: vec![
+            Released { key: 1, count: 1 },
+            Released {
+                key: u32::MAX,
+                count: 300,
+            },
+        ],
+    }));
     round_trip(Frame::Describe(Describe { id: 3, key: 4 }));
     round_trip(Frame::Description(Description {
         id: 3,

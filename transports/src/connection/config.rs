@@ -36,11 +36,15 @@ pub struct Config {
     pub(crate) session: SessionConfig,
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     transaction_timeout: Option<Duration>,
+    max_transactions: Option<usize>,
     pub(crate) directory: Option<Directory>,
 }
 
 /// How long a transaction branch may wait for its outcome, unless set.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many transactions the peer may have open through one connection,
+/// unless set.
+const MAX_TRANSACTIONS: usize = 1024;
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,7 +58,8 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
-    /// The defaults: 16 MiB frames, 1024 calls in flight, 10 s for the
+    /// The defaults: 16 MiB frames, 1024 calls and 1024 oneway calls in
+    /// flight, 1024 references per frame, 1024 open transactions, 10 s for the
     /// peer's Hello, 64 MiB of unsent frames, a Ping after 10 s of silence
     /// and a close after 30 s, anonymous peers, 30 s for a transaction's
     /// outcome, and the node-wide directory of names.
@@ -115,6 +120,20 @@ impl Config {
         self.session.max_in_flight = calls;
         self
     }
+    /// How many of the peer's oneway calls run at once (1024 unless set);
+    /// more are dropped, logged at WARN and counted
+    /// ([`Tables::refused_oneways`](crate::Tables::refused_oneways)).
+    /// Running oneway calls end when the connection closes.
+    pub fn max_oneway_in_flight(mut self, calls: u32) -> Self {
+        self.session.max_oneway_in_flight = calls;
+        self
+    }
+    /// How many references one frame may carry (1024 unless set); a call
+    /// carrying more is refused with `bad arguments`.
+    pub fn max_refs_per_frame(mut self, refs: u32) -> Self {
+        self.session.max_refs_per_frame = refs;
+        self
+    }
     /// How many bytes of frames may wait for a peer that does not read
     /// before the connection is closed.
     pub fn max_unsent(mut self, bytes: usize) -> Self {
@@ -154,6 +173,16 @@ impl Config {
     pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
         self.transaction_timeout = Some(timeout);
         self
+    }
+    /// How many of the peer's transactions may be open on this side
+    /// through the connection at once (1024 unless set); a call that would
+    /// begin one more gets `overloaded`.
+    pub fn max_transactions(mut self, transactions: usize) -> Self {
+        self.max_transactions = Some(transactions);
+        self
+    }
+    pub(crate) fn max_branches(&self) -> usize {
+        self.max_transactions.unwrap_or(MAX_TRANSACTIONS)
     }
     pub(crate) fn tx_timeout(&self) -> Duration {
         self.transaction_timeout.unwrap_or(TRANSACTION_TIMEOUT)

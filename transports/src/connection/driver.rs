@@ -81,6 +81,8 @@ pub(crate) struct Core {
     describing: HashMap<u64, Weak<Proxy>>,
     /// The peer's calls running here, by call id.
     running: HashMap<u64, AbortHandle>,
+    /// The peer's oneway calls running here, by the session's handle.
+    running_oneway: HashMap<u64, AbortHandle>,
     /// What must not be dropped while the lock is held (it may hold the
     /// last reference to a proxy or a user's value).
     pub(crate) garbage: Vec<Box<dyn Any + Send>>,
@@ -113,13 +115,14 @@ impl Driver {
                     pending: HashMap::new(),
                     describing: HashMap::new(),
                     running: HashMap::new(),
+                    running_oneway: HashMap::new(),
                     garbage: Vec::new(),
                 }),
                 node: node.clone(),
                 status: watch::Sender::new(Status::Opening),
                 wake_writer: Notify::new(),
                 wake_reader: Notify::new(),
-                two_phase: TwoPhase::new(config.tx_timeout()),
+                two_phase: TwoPhase::new(config.tx_timeout(), config.max_branches()),
                 authenticator: config.authenticator,
                 on_close: Mutex::new(on_close),
                 me: me.clone(),
@@ -254,11 +257,16 @@ impl Driver {
         // The session answered every question and cancelled every running
         // call before this event.
         tracing::debug!(node = %self.node.id(), reason = %closed.reason, "connection closed");
-        let (bootstrap, peer) = {
+        let (bootstrap, peer, oneways) = {
             let mut core = self.lock();
-            (core.bootstrap.take(), core.peer_node)
+            let oneways = std::mem::take(&mut core.running_oneway);
+            (core.bootstrap.take(), core.peer_node, oneways)
         };
         drop(bootstrap);
+        // Oneway calls end with their connection, as calls do.
+        for task in oneways.into_values() {
+            task.abort();
+        }
         super::two_phase::closed(self, peer, &closed.reason);
         if let Some(on_close) = self
             .on_close
@@ -277,6 +285,7 @@ impl Driver {
     fn run_call(self: &Arc<Self>, call: IncomingCall) {
         let IncomingCall {
             id,
+            oneway,
             key,
             target,
             selector,
@@ -289,9 +298,16 @@ impl Driver {
         let driver = Arc::clone(self);
         let task = async move {
             let args = Value::encoded_with(args, refs);
-            let transaction = context
-                .transaction
-                .map(|tx| driver.two_phase.branch(&driver, tx));
+            let transaction = match context.transaction {
+                Some(tx) => match driver.two_phase.branch(&driver, tx) {
+                    Ok(branch) => Some(branch),
+                    Err(e) => {
+                        drop(args);
+                        return driver.finish(id, oneway, Err(e));
+                    }
+                },
+                None => None,
+            };
             let principal = driver.lock().principal.clone();
             let context = wire_to_context(&context, principal, transaction);
             let Some(method) = target.interface().method(selector) else {
@@ -303,10 +319,7 @@ impl Driver {
                     ),
                 );
                 drop(args);
-                if let Some(id) = id {
-                    driver.answer(id, Err(e));
-                }
-                return;
+                return driver.finish(id, oneway, Err(e));
             };
             let served = target.serve(method.selector(), args, context);
             if version != 0 && served.version != 0 && served.version != version {
@@ -314,39 +327,68 @@ impl Driver {
                 driver.with(|core| core.session.revised_key(key, served.version));
             }
             let path = format!("{}::{}", target.interface().name(), method.name());
-            match id {
-                // A call to a method the view makes oneway (the caller went
-                // by an older description, or did not know): the caller
-                // must not wait, so it hears at once, and the call runs on.
-                Some(id) if served.kind == AbstractionKind::Oneway => {
-                    driver.answer(id, Ok(Value::unit()));
-                    if let Err(error) = served.reply.await {
-                        tracing::warn!(method = %path, %error, "oneway call from a peer failed");
-                    }
-                }
-                Some(id) => {
-                    let result = served.reply.await;
-                    driver.answer(id, result);
-                }
-                None => {
-                    if let Err(error) = served.reply.await {
-                        tracing::warn!(method = %path, %error, "oneway call from a peer failed");
-                    }
-                }
+            // A call to a method the view makes oneway (the caller went by
+            // an older description, or did not know): the caller must not
+            // wait, so it hears at once, and the call runs on as a oneway.
+            let (id, oneway) = match id {
+                Some(id) if served.kind == AbstractionKind::Oneway => match driver.as_oneway(id) {
+                    Some(handle) => (None, Some(handle)),
+                    None => return,
+                },
+                _ => (id, oneway),
+            };
+            let result = served.reply.await;
+            if let (None, Err(error)) = (id, &result) {
+                tracing::warn!(method = %path, %error, "oneway call from a peer failed");
             }
-        };
-        let Some(id) = id else {
-            drop(tokio::spawn(task));
-            return;
+            driver.finish(id, oneway, result);
         };
         let mut core = self.lock();
         // Cancelled or closed meanwhile (events of other threads may have
         // been acted on first): then the call does not start.
-        if core.session.is_answering(id) {
-            let task = tokio::spawn(task);
-            core.running.insert(id, task.abort_handle());
-        } else {
-            core.garbage.push(Box::new(task));
+        match (id, oneway) {
+            (Some(id), _) if core.session.is_answering(id) => {
+                let task = tokio::spawn(task);
+                core.running.insert(id, task.abort_handle());
+            }
+            (None, Some(handle)) if core.session.is_running_oneway(handle) => {
+                let task = tokio::spawn(task);
+                core.running_oneway.insert(handle, task.abort_handle());
+            }
+            _ => core.garbage.push(Box::new(task)),
+        }
+    }
+
+    /// Answers the peer's call `id` at once and moves it among the oneway
+    /// calls; `None` if it was cancelled meanwhile.
+    fn as_oneway(self: &Arc<Self>, id: u64) -> Option<u64> {
+        self.with(|core| {
+            let handle = core.session.answer_as_oneway(id)?;
+            if let Some(task) = core.running.remove(&id) {
+                core.running_oneway.insert(handle, task);
+            }
+            Some(handle)
+        })
+    }
+
+    /// A call of the peer's has ended: answers it (a call) or frees its
+    /// place (a oneway call).
+    fn finish(
+        self: &Arc<Self>,
+        id: Option<u64>,
+        oneway: Option<u64>,
+        result: Result<Value, Error>,
+    ) {
+        match (id, oneway) {
+            (Some(id), _) => self.answer(id, result),
+            (None, Some(handle)) => {
+                drop(result);
+                self.with(|core| {
+                    core.running_oneway.remove(&handle);
+                    core.session.oneway_done(handle);
+                });
+            }
+            (None, None) => drop(result),
         }
     }
 

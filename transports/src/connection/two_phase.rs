@@ -33,6 +33,7 @@ use super::driver::{ABORT, COMMIT, Driver, PREPARE, disconnected};
 pub(crate) struct TwoPhase {
     state: Mutex<State>,
     timeout: Duration,
+    max_branches: usize,
 }
 
 #[derive(Default)]
@@ -46,10 +47,11 @@ struct State {
 }
 
 impl TwoPhase {
-    pub(crate) fn new(timeout: Duration) -> Self {
+    pub(crate) fn new(timeout: Duration, max_branches: usize) -> Self {
         TwoPhase {
             state: Mutex::new(State::default()),
             timeout,
+            max_branches,
         }
     }
 
@@ -58,11 +60,21 @@ impl TwoPhase {
     }
 
     /// This connection's branch of transaction `id`, begun now if the
-    /// peer's call is the first to bring it here.
-    pub(crate) fn branch(&self, driver: &Arc<Driver>, id: u64) -> Transaction {
+    /// peer's call is the first to bring it here; `overloaded` if the
+    /// connection has as many branches as it may.
+    pub(crate) fn branch(&self, driver: &Arc<Driver>, id: u64) -> Result<Transaction, Error> {
         let mut state = self.lock();
         if let Some((branch, _)) = state.branches.get(&id) {
-            return branch.clone();
+            return Ok(branch.clone());
+        }
+        if state.branches.len() >= self.max_branches {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{} transactions are open on this connection already",
+                    self.max_branches
+                ),
+            ));
         }
         let branch = Transaction::subordinate(TransactionId(id));
         let weak = Arc::downgrade(driver);
@@ -70,7 +82,7 @@ impl TwoPhase {
             weak.upgrade()?.two_phase.take_branch(id)
         });
         state.branches.insert(id, (branch.clone(), timer));
-        branch
+        Ok(branch)
     }
 
     /// Removes this connection's branch of `id` (and stops its timer).

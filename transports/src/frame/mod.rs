@@ -56,7 +56,7 @@ pub use codes::{abstraction_code, abstraction_from_code, error_code, error_from_
 pub use describe::{Describe, Description, Revised, WireMethod, WireView};
 pub use hello::{Credentials, Goodbye, Hello, VERSION};
 pub use ping::{Ping, Pong};
-pub use reference::Release;
+pub use reference::{Release, Released};
 
 /// A frame's tag: what interprets the rest of the frame.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

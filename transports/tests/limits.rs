@@ -1,0 +1,286 @@
+//! What one peer can make a node hold is bounded: oneway calls in flight,
+//! references per frame, transactions per connection. Each bound has a
+//! clear error or a count, and the node keeps serving.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod support;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tether::abstractions::Oneway;
+use tether::transports::frame::{Tag, WireContext};
+use tether::transports::session::{Answer, Outgoing};
+use tether::transports::{Config, Listener, Peer, tcp};
+use tether::{ErrorKind, Exposed, Node, Object, Ref, Value};
+
+use support::Raw;
+
+#[tether::interface]
+pub trait Gated {
+    /// Waits at the gate (oneway in the server's view).
+    async fn wait(&self);
+    async fn ping(&self) -> u64;
+}
+
+struct Gate {
+    permits: tokio::sync::Semaphore,
+    waiting: AtomicU64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            permits: tokio::sync::Semaphore::new(0),
+            waiting: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Gated for Gate {
+    async fn wait(&self) {
+        struct Leave<'a>(&'a AtomicU64);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _leave = Leave(&self.waiting);
+        self.permits.acquire().await.unwrap().forget();
+    }
+    async fn ping(&self) -> u64 {
+        1
+    }
+}
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("the test hung")
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 5 s");
+}
+
+struct Server {
+    node: Node,
+    gate: Exposed<Object<Gate>>,
+    listener: Listener,
+}
+
+async fn server(config: Config) -> Server {
+    let node = Node::new();
+    let gate = node
+        .expose(Gate::default())
+        .with_view(
+            "v",
+            GatedInterface::view().method(GatedInterface::WAIT, Oneway),
+        )
+        .unwrap();
+    node.publish("gate", gate.view("v").unwrap());
+    let listener = tcp::serve(&node, "127.0.0.1:0", config).await.unwrap();
+    Server {
+        node,
+        gate,
+        listener,
+    }
+}
+
+async fn accepted(listener: &Listener) -> Peer {
+    for _ in 0..500 {
+        if let Some(p) = listener.peers().pop() {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no connection accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oneway_calls_in_flight_are_bounded_and_end_with_their_connection() {
+    bounded(async {
+        let s = server(Config::new().max_oneway_in_flight(4)).await;
+        let client = Node::new();
+        let peer = tcp::connect(&client, s.listener.local_addr(), Config::new())
+            .await
+            .unwrap();
+        let gate: GatedClient = peer.lookup("gate").await.unwrap();
+        let there = accepted(&s.listener).await;
+        // A flood of oneway calls to a method that does not finish.
+        for _ in 0..200 {
+            gate.wait().await.unwrap();
+        }
+        let object = s.gate.object();
+        eventually("four run, the rest are refused and counted", || {
+            let t = there.tables();
+            t.oneways == 4 && t.refused_oneways == 196
+        })
+        .await;
+        assert_eq!(object.waiting.load(Ordering::SeqCst), 4);
+        // The connection still serves calls.
+        assert_eq!(gate.ping().await.unwrap(), 1);
+        // Closing the connection ends the oneway calls still running.
+        peer.close().await;
+        eventually("the running oneway calls are dropped", || {
+            object.waiting.load(Ordering::SeqCst) == 0
+        })
+        .await;
+        // And a oneway call that finishes frees its place.
+        let peer = tcp::connect(&client, s.listener.local_addr(), Config::new())
+            .await
+            .unwrap();
+        let gate: GatedClient = peer.lookup("gate").await.unwrap();
+        gate.wait().await.unwrap();
+        eventually("it waits", || object.waiting.load(Ordering::SeqCst) == 1).await;
+        object.permits.add_permits(1);
+        eventually("it finished", || object.waiting.load(Ordering::SeqCst) == 0).await;
+        peer.close().await;
+        s.listener.close().await;
+        drop(s.node);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_with_too_many_references_is_refused_with_one_release() {
+    bounded(async {
+        let s = server(Config::new().max_refs_per_frame(100)).await;
+        let mut raw = Raw::connect(s.listener.local_addr()).await;
+        // 2,000 references, one call: each of an object of the raw peer's.
+        let mine = Node::new();
+        let refs: Vec<Ref> = (0..2_000)
+            .map(|_| {
+                mine.expose(Gate::default())
+                    .with_view("v", GatedInterface::view())
+                    .unwrap()
+                    .view("v")
+                    .unwrap()
+            })
+            .collect();
+        let gate_key = match raw
+            .call(
+                raw.bootstrap,
+                "lookup",
+                Value::serializable(("gate".to_string(),)),
+            )
+            .await
+        {
+            Answer::Value(refs, _) => match refs[..] {
+                [tether::transports::session::Incoming::Import { key, .. }] => key,
+                _ => panic!("{refs:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        let before = raw.seen.len();
+        let id = raw.send(
+            gate_key,
+            "ping",
+            Value::serializable(()),
+            WireContext::default(),
+            refs.iter().cloned().map(Outgoing::Export).collect(),
+        );
+        match raw.answer(id).await {
+            Answer::Error(e) => {
+                assert_eq!(e.kind(), ErrorKind::BadArguments, "{e}");
+                assert!(e.message().contains("2000 references"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let releases = raw.seen[before..]
+            .iter()
+            .filter(|t| **t == Tag::RELEASE.0)
+            .count();
+        assert!(
+            releases <= 2,
+            "{releases} Release frames for 2,000 references"
+        );
+        // Wait for the Release: the exports are given back.
+        for _ in 0..100 {
+            if raw.session.tables().exports <= 1 {
+                break;
+            }
+            let id = raw.send(
+                gate_key,
+                "ping",
+                Value::serializable(()),
+                WireContext::default(),
+                Vec::new(),
+            );
+            raw.answer(id).await;
+        }
+        assert_eq!(
+            raw.session.tables().exports,
+            0,
+            "every reference given back"
+        );
+        // The connection still serves.
+        let id = raw.send(
+            gate_key,
+            "ping",
+            Value::serializable(()),
+            WireContext::default(),
+            Vec::new(),
+        );
+        assert!(matches!(raw.answer(id).await, Answer::Value(..)));
+        s.listener.close().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_per_connection_are_bounded() {
+    bounded(async {
+        let s = server(Config::new().max_transactions(3)).await;
+        let mut raw = Raw::connect(s.listener.local_addr()).await;
+        let lookup = |raw: &mut Raw, tx: u64| {
+            let context = WireContext {
+                transaction: Some(tx),
+                ..WireContext::default()
+            };
+            raw.send(
+                raw.bootstrap,
+                "lookup",
+                Value::serializable(("gate".to_string(),)),
+                context,
+                Vec::new(),
+            )
+        };
+        for tx in 1..=3 {
+            let id = lookup(&mut raw, tx);
+            assert!(matches!(raw.answer(id).await, Answer::Value(..)), "tx {tx}");
+        }
+        // The same transactions again are fine; a fourth is refused.
+        let id = lookup(&mut raw, 2);
+        assert!(matches!(raw.answer(id).await, Answer::Value(..)));
+        let id = lookup(&mut raw, 4);
+        match raw.answer(id).await {
+            Answer::Error(e) => {
+                assert_eq!(e.kind(), ErrorKind::Overloaded, "{e}");
+                assert!(e.message().contains("3 transactions"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Ending one makes room.
+        let id = raw.send(
+            raw.bootstrap,
+            "abort",
+            Value::serializable((1_u64,)),
+            WireContext::default(),
+            Vec::new(),
+        );
+        assert!(matches!(raw.answer(id).await, Answer::Value(..)));
+        let id = lookup(&mut raw, 4);
+        assert!(matches!(raw.answer(id).await, Answer::Value(..)));
+        s.listener.close().await;
+    })
+    .await
+}
