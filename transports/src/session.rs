@@ -16,6 +16,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -50,6 +52,9 @@ pub struct SessionConfig {
     /// How many references one frame may carry; a call with more is
     /// refused (`bad arguments`), and a result with more fails.
     pub max_refs_per_frame: u32,
+    /// The budget of unsent bytes that every connection of this node shares,
+    /// if any (see [`NodeBudget`]).
+    pub node_budget: Option<Arc<NodeBudget>>,
     /// After this long without a frame from the peer, send it a Ping.
     pub keepalive: Duration,
     /// After this long without a frame from the peer (a Pong included),
@@ -67,11 +72,56 @@ impl Default for SessionConfig {
             max_in_flight: 1024,
             max_oneway_in_flight: 1024,
             max_refs_per_frame: 1024,
+            node_budget: None,
             hello_timeout: Duration::from_secs(10),
             max_unsent: 64 * 1024 * 1024,
             keepalive: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// The bytes of frames waiting to be sent on all the connections of one
+/// node, against a limit.
+///
+/// When a frame takes the node over its limit, the connection sending it
+/// is closed if it holds at least a sixteenth of the limit itself: the
+/// peers that do not read pay, the others are let through. (A peer that
+/// reads nothing is also cut off by the driver's write timeout.)
+#[derive(Debug)]
+pub struct NodeBudget {
+    used: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl NodeBudget {
+    /// The default limit: 256 MiB.
+    pub const DEFAULT: usize = 256 * 1024 * 1024;
+
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> Self {
+        NodeBudget {
+            used: AtomicUsize::new(0),
+            max: AtomicUsize::new(max),
+        }
+    }
+    /// The bytes waiting now, on every connection together.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+    /// Changes the limit.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+    }
+}
+
+impl Default for NodeBudget {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT)
     }
 }
 
@@ -362,6 +412,9 @@ impl Session {
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         let frame = self.transmit.pop_front()?;
         self.unsent -= frame.len();
+        if let Some(budget) = &self.config.node_budget {
+            budget.used.fetch_sub(frame.len(), Ordering::Relaxed);
+        }
         Some(frame)
     }
 
@@ -1107,14 +1160,54 @@ impl Session {
     }
 
     fn push(&mut self, bytes: Bytes) {
-        self.unsent += bytes.len();
+        let len = bytes.len();
+        self.unsent += len;
         self.transmit.push_back(bytes);
-        if self.unsent > self.config.max_unsent && !self.is_closed() {
-            let unsent = self.unsent;
+        let node = self.config.node_budget.as_ref().map(|budget| {
+            let used = budget.used.fetch_add(len, Ordering::Relaxed) + len;
+            (used, budget.max())
+        });
+        if self.is_closed() {
+            return;
+        }
+        let unsent = self.unsent;
+        if unsent > self.config.max_unsent {
+            self.discard_unsent();
             self.shut(
                 format!("the peer stopped reading: {unsent} bytes wait to be sent"),
                 true,
             );
+        } else if let Some((used, max)) =
+            node.filter(|&(used, max)| used > max && unsent >= max / 16)
+        {
+            self.discard_unsent();
+            self.shut(
+                format!(
+                    "the peer reads too slowly: {unsent} bytes wait for it, and the node's budget of {max} bytes is spent ({used} wait in all)"
+                ),
+                true,
+            );
+        }
+    }
+}
+
+impl Session {
+    /// Forgets every frame still waiting: for a peer that does not read,
+    /// which will never get them.
+    fn discard_unsent(&mut self) {
+        if let Some(budget) = &self.config.node_budget {
+            budget.used.fetch_sub(self.unsent, Ordering::Relaxed);
+        }
+        self.transmit.clear();
+        self.unsent = 0;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // What was never sent no longer counts against the node.
+        if let Some(budget) = &self.config.node_budget {
+            budget.used.fetch_sub(self.unsent, Ordering::Relaxed);
         }
     }
 }

@@ -22,6 +22,7 @@ pub trait Gated {
     /// Waits at the gate (oneway in the server's view).
     async fn wait(&self);
     async fn ping(&self) -> u64;
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
 }
 
 struct Gate {
@@ -52,6 +53,9 @@ impl Gated for Gate {
     }
     async fn ping(&self) -> u64 {
         1
+    }
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
     }
 }
 
@@ -280,6 +284,113 @@ async fn transactions_per_connection_are_bounded() {
         assert!(matches!(raw.answer(id).await, Answer::Value(..)));
         let id = lookup(&mut raw, 4);
         assert!(matches!(raw.answer(id).await, Answer::Value(..)));
+        s.listener.close().await;
+    })
+    .await
+}
+
+/// A raw peer that has looked up the gate, with the server's end of its
+/// connection.
+async fn raw_peer(s: &Server) -> (Raw, u32, Peer) {
+    let mut raw = Raw::connect(s.listener.local_addr()).await;
+    let gate_key = match raw
+        .call(
+            raw.bootstrap,
+            "lookup",
+            Value::serializable(("gate".to_string(),)),
+        )
+        .await
+    {
+        Answer::Value(refs, _) => match refs[..] {
+            [tether::transports::session::Incoming::Import { key, .. }] => key,
+            _ => panic!("{refs:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    let there = s
+        .listener
+        .peers()
+        .into_iter()
+        .find(|p| p.peer_node() == Some(tether::NodeId(0xbad)) && !p.is_closed())
+        .expect("the server's end");
+    (raw, gate_key, there)
+}
+
+/// Asks for `n` echoes of `size` bytes, and reads none of them.
+async fn flood_unread(raw: &mut Raw, gate_key: u32, n: usize, size: usize) {
+    for _ in 0..n {
+        raw.send(
+            gate_key,
+            "echo",
+            Value::serializable((vec![7_u8; size],)),
+            WireContext::default(),
+            Vec::new(),
+        );
+        // The server may cut the connection while this still writes.
+        if raw.try_flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_reads_nothing_is_cut_off_after_the_write_timeout() {
+    bounded(async {
+        let s = server(Config::new().write_timeout(Duration::from_millis(300))).await;
+        let healthy_node = Node::new();
+        let healthy = tcp::connect(&healthy_node, s.listener.local_addr(), Config::new())
+            .await
+            .unwrap();
+        let gate: GatedClient = healthy.lookup("gate").await.unwrap();
+        let (mut raw, key, there) = raw_peer(&s).await;
+        flood_unread(&mut raw, key, 64, 1 << 20).await;
+        let reason = there.closed().await.reason;
+        assert!(reason.contains("read nothing for 300ms"), "{reason}");
+        assert_eq!(
+            gate.echo(vec![1; 1000]).await.unwrap(),
+            vec![1; 1000],
+            "others are served"
+        );
+        healthy.close().await;
+        s.listener.close().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_budget_cuts_off_the_peers_that_do_not_read() {
+    bounded(async {
+        let budget = 8 << 20;
+        let s = server(Config::new().node_max_unsent(budget)).await;
+        let healthy_node = Node::new();
+        let healthy = tcp::connect(&healthy_node, s.listener.local_addr(), Config::new())
+            .await
+            .unwrap();
+        let gate: GatedClient = healthy.lookup("gate").await.unwrap();
+        // Four peers ask for 16 MiB each and read none of it.
+        let mut cut = Vec::new();
+        for _ in 0..4 {
+            let (mut raw, key, there) = raw_peer(&s).await;
+            flood_unread(&mut raw, key, 16, 1 << 20).await;
+            cut.push((raw, there));
+        }
+        for (_, there) in &cut {
+            let reason = there.closed().await.reason;
+            assert!(
+                reason.contains("budget of 8388608 bytes is spent"),
+                "{reason}"
+            );
+        }
+        let budget_now = s
+            .node
+            .extension::<tether::transports::session::NodeBudget>();
+        eventually("what they left is let go", || budget_now.used() == 0).await;
+        assert_eq!(
+            gate.echo(vec![1; 1000]).await.unwrap(),
+            vec![1; 1000],
+            "others are served"
+        );
+        healthy.close().await;
         s.listener.close().await;
     })
     .await

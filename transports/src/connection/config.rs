@@ -37,6 +37,8 @@ pub struct Config {
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     transaction_timeout: Option<Duration>,
     max_transactions: Option<usize>,
+    write_timeout: Option<Duration>,
+    pub(crate) node_max_unsent: Option<usize>,
     pub(crate) directory: Option<Directory>,
 }
 
@@ -159,6 +161,26 @@ impl Config {
     }
     pub(crate) fn liveness(&self) -> (Duration, Duration) {
         (self.session.keepalive, self.session.idle_timeout)
+    }
+    /// How long one frame may take to be written to the peer (30 s unless
+    /// set): a peer that reads nothing for that long is cut off, whatever
+    /// waits for it, and its calls fail with `disconnected`.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = Some(timeout);
+        self
+    }
+    pub(crate) fn write_timeout_or_default(&self) -> Duration {
+        self.write_timeout.unwrap_or(Duration::from_secs(30))
+    }
+    /// The bytes of frames that may wait to be sent on all of this node's
+    /// connections together (256 MiB unless set). When a frame takes the
+    /// node over it, the connection sending it is cut off if its own
+    /// backlog is at least a sixteenth of the budget. The budget belongs to
+    /// the node: the last connection set up with this option sets it for
+    /// all.
+    pub fn node_max_unsent(mut self, bytes: usize) -> Self {
+        self.node_max_unsent = Some(bytes);
+        self
     }
     /// How long the peer has to send its Hello.
     pub fn hello_timeout(mut self, timeout: Duration) -> Self {

@@ -59,6 +59,8 @@ pub(crate) struct Driver {
     authenticator: Option<Arc<dyn Authenticator>>,
     /// This connection's part in cross-node transactions.
     pub(crate) two_phase: TwoPhase,
+    /// How long one frame may take to be written.
+    write_timeout: Duration,
     /// Called once when the connection closes: lets a carrier close what
     /// it holds (a QUIC connection).
     on_close: Mutex<Option<Box<dyn FnOnce() + Send>>>,
@@ -98,6 +100,11 @@ impl Driver {
     ) -> Arc<Driver> {
         let mut session_config = config.session.clone();
         session_config.node = node.id().0;
+        let budget = node.extension::<crate::session::NodeBudget>();
+        if let Some(max) = config.node_max_unsent {
+            budget.set_max(max);
+        }
+        session_config.node_budget = Some(budget);
         let directory = config
             .directory
             .clone()
@@ -123,6 +130,7 @@ impl Driver {
                 wake_writer: Notify::new(),
                 wake_reader: Notify::new(),
                 two_phase: TwoPhase::new(config.tx_timeout(), config.max_branches()),
+                write_timeout: config.write_timeout_or_default(),
                 authenticator: config.authenticator,
                 on_close: Mutex::new(on_close),
                 me: me.clone(),
@@ -514,14 +522,26 @@ async fn write_loop(driver: Arc<Driver>, mut sink: FrameSink) {
             let batch: Vec<Bytes> = std::iter::from_fn(|| core.session.poll_transmit()).collect();
             (batch, core.session.is_closed())
         };
+        // A peer that reads nothing is cut off: each frame must be taken
+        // within the write timeout, however much waits behind it.
+        let limit = driver.write_timeout;
+        let stalled = || {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the peer read nothing for {limit:?}"),
+            )
+        };
         let write = async {
             for frame in batch {
-                sink.feed(frame).await?;
+                tokio::time::timeout(limit, sink.feed(frame))
+                    .await
+                    .map_err(|_| stalled())??;
             }
-            sink.flush().await
+            tokio::time::timeout(limit, sink.flush())
+                .await
+                .map_err(|_| stalled())?
         };
-        // A peer that stops reading must not keep this task forever: once
-        // the connection is closed, a write gets one second to finish.
+        // Once the connection is closed, a write gets one second to finish.
         let give_up = async {
             let _ = status.wait_for(|s| matches!(s, Status::Closed(_))).await;
             tokio::time::sleep(Duration::from_secs(1)).await;

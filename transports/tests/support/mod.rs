@@ -50,9 +50,15 @@ impl Raw {
 
     /// Sends what the session has to send.
     pub async fn flush(&mut self) {
+        self.try_flush().await.unwrap();
+    }
+
+    /// Sends what the session has to send, or says why it cannot.
+    pub async fn try_flush(&mut self) -> std::io::Result<()> {
         while let Some(frame) = self.session.poll_transmit() {
-            self.io.send(frame).await.unwrap();
+            self.io.send(frame).await?;
         }
+        Ok(())
     }
 
     /// The next event, sending and receiving as needed.
