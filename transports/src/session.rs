@@ -987,9 +987,9 @@ impl Session {
         if self.is_closed() {
             return;
         }
-        self.send(&Frame::Goodbye(Goodbye {
-            reason: reason.clone(),
-        }));
+        let mut said = reason.clone();
+        cut_to(&mut said, self.peer_max_frame.saturating_sub(16));
+        self.send(&Frame::Goodbye(Goodbye { reason: said }));
         self.shut(reason, true);
     }
 
@@ -1143,7 +1143,23 @@ impl Session {
     }
 
     fn send_error(&mut self, id: u64, e: Error) {
-        let error = error_to_wire(&e);
+        let mut error = error_to_wire(&e);
+        // The peer's frame limit holds for errors too: a callee's error
+        // value that does not fit is left out (the message says so), and
+        // a message is cut to at most 4 KiB.
+        const NOTE: &str = " (the callee's error value was too large to send)";
+        let room = self.peer_max_frame.saturating_sub(64);
+        let long = error.callee.as_ref().map_or(0, Vec::len) + error.message.len().min(4096);
+        if long > room {
+            error.callee = None;
+        }
+        cut_to(
+            &mut error.message,
+            4096.min(room).saturating_sub(NOTE.len()),
+        );
+        if long > room {
+            error.message.push_str(NOTE);
+        }
         self.send(&Frame::Return(Return {
             id,
             outcome: Outcome::Err(error),
@@ -1209,6 +1225,17 @@ impl Drop for Session {
         if let Some(budget) = &self.config.node_budget {
             budget.used.fetch_sub(self.unsent, Ordering::Relaxed);
         }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn cut_to(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 

@@ -86,6 +86,10 @@ where
 fn to_io(e: WsError) -> io::Error {
     match e {
         WsError::Io(e) => e,
+        // A message over the limit, or not WebSocket: bad input.
+        e @ (WsError::Capacity(_) | WsError::Protocol(_) | WsError::Utf8(_)) => {
+            io::Error::new(io::ErrorKind::InvalidData, e)
+        }
         e => io::Error::other(e),
     }
 }

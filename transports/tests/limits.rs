@@ -23,6 +23,8 @@ pub trait Gated {
     async fn wait(&self);
     async fn ping(&self) -> u64;
     async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    /// Fails with an error value of `size` bytes.
+    async fn fail(&self, size: u64) -> Result<(), String>;
 }
 
 struct Gate {
@@ -56,6 +58,9 @@ impl Gated for Gate {
     }
     async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
         data
+    }
+    async fn fail(&self, size: u64) -> Result<(), String> {
+        Err("x".repeat(size as usize))
     }
 }
 
@@ -391,6 +396,113 @@ async fn the_node_budget_cuts_off_the_peers_that_do_not_read() {
             "others are served"
         );
         healthy.close().await;
+        s.listener.close().await;
+    })
+    .await
+}
+
+/// The Closed event a raw peer sees next, skipping everything else.
+async fn closed_event(raw: &mut Raw) -> String {
+    loop {
+        if let tether::transports::session::Event::Closed(c) = raw.next_event().await {
+            return c.reason;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_limit_gets_a_goodbye_naming_it() {
+    use tokio::io::AsyncWriteExt;
+    bounded(async {
+        let s = server(Config::new().max_frame(64 * 1024)).await;
+        let mut raw = Raw::connect(s.listener.local_addr()).await;
+        // A length prefix of 1 MiB, over the server's 64 KiB.
+        raw.io
+            .get_mut()
+            .write_all(&(1u32 << 20).to_le_bytes())
+            .await
+            .unwrap();
+        let reason = closed_event(&mut raw).await;
+        assert!(
+            reason.contains("goodbye") && reason.contains("frame size too big"),
+            "{reason}"
+        );
+        s.listener.close().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_that_never_finishes_is_cut_off_at_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    bounded(async {
+        let config = Config::new()
+            .keepalive(Duration::from_millis(100))
+            .idle_timeout(Duration::from_millis(300));
+        let s = server(config).await;
+        let mut raw = Raw::connect(s.listener.local_addr()).await;
+        // A length prefix and two bytes of a 100-byte frame, then silence.
+        let stream = raw.io.get_mut();
+        stream.write_all(&100u32.to_le_bytes()).await.unwrap();
+        stream.write_all(&[0x03, 0x00]).await.unwrap();
+        let reason = closed_event(&mut raw).await;
+        assert!(reason.contains("no sign of life"), "{reason}");
+        s.listener.close().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_text_message_gets_a_goodbye_naming_it() {
+    use futures_util::{SinkExt, StreamExt};
+    use tether::transports::frame::{Frame, Limits};
+    use tokio_tungstenite::tungstenite::Message;
+    bounded(async {
+        let node = Node::new();
+        let listener = tether::transports::ws::serve(&node, "127.0.0.1:0", Config::new())
+            .await
+            .unwrap();
+        let url = format!("ws://{}/", listener.local_addr());
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::Text("hello".into())).await.unwrap();
+        let mut goodbye = None;
+        while let Some(Ok(message)) = ws.next().await {
+            if let Message::Binary(bytes) = message {
+                if let Ok(Frame::Goodbye(g)) = Frame::decode(bytes, &Limits::default()) {
+                    goodbye = Some(g.reason);
+                }
+            }
+        }
+        let reason = goodbye.expect("a Goodbye before the close");
+        assert!(reason.contains("text message"), "{reason}");
+        listener.close().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_too_large_for_the_caller_is_cut_to_fit_not_sent_whole() {
+    bounded(async {
+        let s = server(Config::new()).await;
+        let client = Node::new();
+        let peer = tcp::connect(
+            &client,
+            s.listener.local_addr(),
+            Config::new().max_frame(64 * 1024),
+        )
+        .await
+        .unwrap();
+        let gate: GatedClient = peer.lookup("gate").await.unwrap();
+        let e = gate.fail(1 << 20).await.unwrap_err();
+        assert!(e.is_failed());
+        assert!(e.callee().is_none(), "the value did not fit");
+        assert!(e.message().len() <= 4096, "the message is cut");
+        assert!(e.message().ends_with("too large to send)"));
+        // A small one arrives whole, and the connection is still open.
+        let e = gate.fail(10).await.unwrap_err();
+        assert_eq!(e.callee().map(String::len), Some(10));
+        assert_eq!(gate.ping().await.unwrap(), 1);
+        peer.close().await;
         s.listener.close().await;
     })
     .await

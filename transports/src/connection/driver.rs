@@ -505,6 +505,11 @@ async fn read_loop(driver: Arc<Driver>, mut stream: FrameStream) {
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(bytes)) => driver.with(|core| core.session.receive(bytes, Instant::now())),
+                // Bytes that are not frames (too large, a WebSocket text
+                // message): say so in a Goodbye before closing.
+                Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    driver.with(|core| core.session.close(format!("bad input: {e}")));
+                }
                 Some(Err(e)) => driver.with(|core| core.session.carrier_lost(format!("the carrier failed: {e}"))),
                 None => driver.with(|core| core.session.carrier_lost("the peer closed the connection".into())),
             },
