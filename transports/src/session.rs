@@ -205,8 +205,9 @@ pub enum Answer {
     Value(Vec<Incoming>, Bytes),
     /// The call failed.
     Error(Error),
-    /// A description: `None` if the key names no export.
-    Description(Option<WireView>),
+    /// Descriptions, one per key asked about, in order: `None` if the key
+    /// names no export.
+    Description(Vec<Option<WireView>>),
 }
 
 /// Why a session closed.
@@ -322,6 +323,8 @@ pub struct Session {
     /// or a proxy, whose drop is not the session's to run (the driver holds
     /// its lock). The driver takes them with [`take_released`](Session::take_released).
     released: Vec<Ref>,
+    /// Releases of imports gathered for the next frame to go out.
+    releasing: Vec<Released>,
     /// References that got a key in the export table since the last
     /// [`take_exported`](Session::take_exported).
     exported: Vec<Ref>,
@@ -364,6 +367,7 @@ impl Session {
             events: VecDeque::new(),
             released: Vec::new(),
             exported: Vec::new(),
+            releasing: Vec::new(),
             config,
         };
         if let Some(target) = bootstrap {
@@ -410,6 +414,10 @@ impl Session {
 
     /// The next frame to send, encoded.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if !self.releasing.is_empty() && !self.is_closed() {
+            let entries = std::mem::take(&mut self.releasing);
+            self.send_releases(entries);
+        }
         let frame = self.transmit.pop_front()?;
         self.unsent -= frame.len();
         if let Some(budget) = &self.config.node_budget {
@@ -583,18 +591,27 @@ impl Session {
                     self.on_release(key, count);
                 }
             }
-            Frame::Describe(Describe { id, key }) => {
-                let view = self
-                    .exports
-                    .get(&key)
-                    .and_then(|e| e.target.describe().ok())
-                    .map(|d| wire_view(&d));
-                self.send(&Frame::Description(Description { id, view }));
+            Frame::Describe(Describe { id, keys }) => {
+                // At most one frame's worth of references; the rest are
+                // answered as unknown.
+                let max = self.config.max_refs_per_frame as usize;
+                let views = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, key)| {
+                        self.exports
+                            .get(key)
+                            .filter(|_| i < max)
+                            .and_then(|e| e.target.describe().ok())
+                            .map(|d| wire_view(&d))
+                    })
+                    .collect();
+                self.send(&Frame::Description(Description { id, views }));
             }
-            Frame::Description(Description { id, view }) => {
+            Frame::Description(Description { id, views }) => {
                 if self.questions.remove(&id).is_some() {
                     self.events
-                        .push_back(Event::Answer(id, Answer::Description(view)));
+                        .push_back(Event::Answer(id, Answer::Description(views)));
                 }
             }
             Frame::Revised(Revised { key, version }) => {
@@ -733,6 +750,12 @@ impl Session {
                 }
             }
         }
+        self.send_releases(entries);
+    }
+
+    /// Sends `entries` in as few Release frames as the peer's frame limit
+    /// allows.
+    fn send_releases(&mut self, entries: Vec<Released>) {
         // An entry takes at most 10 bytes; leave room for the tag and count.
         let per_frame = (self.peer_max_frame.saturating_sub(16) / 10).max(1);
         for chunk in entries.chunks(per_frame) {
@@ -838,7 +861,9 @@ impl Session {
                 let count = entry.count;
                 self.imports.remove(&key);
                 if !self.is_closed() {
-                    self.send(&Frame::Release(Release::one(key, count)));
+                    // Gathered, and sent in one frame with every other
+                    // release before the next frame goes out.
+                    self.releasing.push(Released { key, count });
                 }
             }
             _ => {}
@@ -928,12 +953,13 @@ impl Session {
         self.send_out(frame, refs)
     }
 
-    /// Asks what the peer's export `key` offers; returns the question's id.
-    pub fn describe(&mut self, key: u32) -> Result<u64, Error> {
+    /// Asks what the peer's exports `keys` offer, in one frame; returns the
+    /// question's id. The answer lists one view per key, in order.
+    pub fn describe(&mut self, keys: Vec<u32>) -> Result<u64, Error> {
         self.check_open()?;
         let id = self.next_question;
         self.next_question += 1;
-        self.send(&Frame::Describe(Describe { id, key }));
+        self.send(&Frame::Describe(Describe { id, keys }));
         self.questions.insert(id, Question { deadline: None });
         Ok(id)
     }

@@ -93,22 +93,31 @@ fn every_frame_round_trips() {
             },
         ],
     }));
-    round_trip(Frame::Describe(Describe { id: 3, key: 4 }));
+    round_trip(Frame::Describe(Describe {
+        id: 3,
+        keys: vec![4, 5],
+    }));
     round_trip(Frame::Description(Description {
         id: 3,
-        view: Some(WireView {
-            interface: "Account".into(),
-            fingerprint: 0xfeed_face_cafe_beef,
-            view: "teller".into(),
-            version: 2,
-            methods: vec![WireMethod {
-                selector: 7,
-                name: "note".into(),
-                kind: abstraction_code(AbstractionKind::Oneway),
-            }],
-        }),
+        views: vec![
+            Some(WireView {
+                interface: "Account".into(),
+                fingerprint: 0xfeed_face_cafe_beef,
+                view: "teller".into(),
+                version: 2,
+                methods: vec![WireMethod {
+                    selector: 7,
+                    name: "note".into(),
+                    kind: abstraction_code(AbstractionKind::Oneway),
+                }],
+            }),
+            None,
+        ],
     }));
-    round_trip(Frame::Description(Description { id: 4, view: None }));
+    round_trip(Frame::Description(Description {
+        id: 4,
+        views: vec![None],
+    }));
     round_trip(Frame::Revised(Revised { key: 4, version: 9 }));
     round_trip(Frame::Ping(Ping { nonce: u64::MAX }));
     round_trip(Frame::Pong(Pong { nonce: 1 }));

@@ -25,6 +25,8 @@ pub trait Gated {
     async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
     /// Fails with an error value of `size` bytes.
     async fn fail(&self, size: u64) -> Result<(), String>;
+    /// Takes many references, and drops them.
+    async fn many(&self, refs: Vec<GatedClient>) -> u64;
 }
 
 struct Gate {
@@ -61,6 +63,9 @@ impl Gated for Gate {
     }
     async fn fail(&self, size: u64) -> Result<(), String> {
         Err("x".repeat(size as usize))
+    }
+    async fn many(&self, refs: Vec<GatedClient>) -> u64 {
+        refs.len() as u64
     }
 }
 
@@ -503,6 +508,64 @@ async fn an_error_too_large_for_the_caller_is_cut_to_fit_not_sent_whole() {
         assert_eq!(e.callee().map(String::len), Some(10));
         assert_eq!(gate.ping().await.unwrap(), 1);
         peer.close().await;
+        s.listener.close().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_references_costs_a_few_frames_not_one_each() {
+    bounded(async {
+        let s = server(Config::new()).await;
+        let (mut raw, gate_key, _) = raw_peer(&s).await;
+        let mine = Node::new();
+        let refs: Vec<Ref> = (0..200)
+            .map(|_| {
+                mine.expose(Gate::default())
+                    .with_view("v", GatedInterface::view())
+                    .unwrap()
+                    .view("v")
+                    .unwrap()
+            })
+            .collect();
+        let before = raw.seen.len();
+        // The arguments index the table: a sequence of 200 references.
+        let indices: Vec<u32> = (0..200).collect();
+        let id = raw.send(
+            gate_key,
+            "many",
+            Value::serializable((indices,)),
+            WireContext::default(),
+            refs.iter().cloned().map(Outgoing::Export).collect(),
+        );
+        match raw.answer(id).await {
+            Answer::Value(_, bytes) => assert_eq!(bytes[..], [200, 1]),
+            other => panic!("{other:?}"),
+        }
+        // The server described all 200 in one question...
+        let count =
+            |raw: &Raw, tag: Tag| raw.seen[before..].iter().filter(|t| **t == tag.0).count();
+        assert_eq!(count(&raw, Tag::DESCRIBE), 1);
+        // ... and gives them all back in a few frames.
+        for _ in 0..100 {
+            if raw.session.tables().exports == 0 {
+                break;
+            }
+            let id = raw.send(
+                gate_key,
+                "ping",
+                Value::serializable(()),
+                WireContext::default(),
+                Vec::new(),
+            );
+            raw.answer(id).await;
+        }
+        assert_eq!(raw.session.tables().exports, 0);
+        let releases = count(&raw, Tag::RELEASE);
+        assert!(
+            (1..=5).contains(&releases),
+            "{releases} Release frames for 200 references"
+        );
         s.listener.close().await;
     })
     .await

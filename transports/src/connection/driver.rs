@@ -79,8 +79,9 @@ pub(crate) struct Core {
     pub(crate) proxies: HashMap<u32, (u64, Weak<Proxy>)>,
     /// Calls sent, by question id: where their replies go.
     pub(crate) pending: HashMap<u64, oneshot::Sender<Result<Value, Error>>>,
-    /// Describes sent, by question id: the proxy that asked.
-    describing: HashMap<u64, Weak<Proxy>>,
+    /// Describes sent, by question id: the proxies that asked, in the
+    /// order of the keys asked about.
+    describing: HashMap<u64, Vec<Weak<Proxy>>>,
     /// The peer's calls running here, by call id.
     running: HashMap<u64, AbortHandle>,
     /// The peer's oneway calls running here, by the session's handle.
@@ -236,9 +237,15 @@ impl Driver {
                 None => (None, core.pending.remove(&id)),
             }
         };
-        if let Some(proxy) = describing {
-            if let (Some(proxy), Answer::Description(view)) = (proxy.upgrade(), answer) {
-                proxy.set_view(view);
+        if let Some(proxies) = describing {
+            if let Answer::Description(views) = answer {
+                let mut views = views.into_iter();
+                for proxy in proxies {
+                    let view = views.next().flatten();
+                    if let Some(proxy) = proxy.upgrade() {
+                        proxy.set_view(view);
+                    }
+                }
             }
             return;
         }
@@ -418,7 +425,10 @@ impl Driver {
             return Vec::new();
         }
         self.with(|core| {
-            refs.into_iter()
+            // Views to learn before the first call, asked about in one frame.
+            let mut new = Vec::new();
+            let refs = refs
+                .into_iter()
                 .map(|r| match r {
                     Incoming::Local(r) => r,
                     Incoming::Import { key, fingerprint } => {
@@ -428,14 +438,15 @@ impl Driver {
                             let proxy = Proxy::new(self, key, Some(generation), fingerprint);
                             core.proxies
                                 .insert(key, (generation, Arc::downgrade(&proxy)));
-                            // Learn the view's abstractions before the first call.
-                            Driver::describe_for(core, key, &proxy);
+                            new.push((key, Arc::downgrade(&proxy)));
                             proxy
                         });
                         Ref::from_invoke(proxy)
                     }
                 })
-                .collect()
+                .collect();
+            Driver::describe_for(core, new);
+            refs
         })
     }
 
@@ -450,10 +461,14 @@ impl Driver {
             .collect()
     }
 
-    /// Asks the peer what its export `key` offers, for `proxy`.
-    pub(crate) fn describe_for(core: &mut Core, key: u32, proxy: &Arc<Proxy>) {
-        if let Ok(id) = core.session.describe(key) {
-            core.describing.insert(id, Arc::downgrade(proxy));
+    /// Asks the peer, in one frame, what the exports of `proxies` offer.
+    pub(crate) fn describe_for(core: &mut Core, proxies: Vec<(u32, Weak<Proxy>)>) {
+        let (keys, proxies): (Vec<u32>, Vec<Weak<Proxy>>) = proxies.into_iter().unzip();
+        if keys.is_empty() {
+            return;
+        }
+        if let Ok(id) = core.session.describe(keys) {
+            core.describing.insert(id, proxies);
         }
     }
 }

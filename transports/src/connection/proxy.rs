@@ -130,9 +130,8 @@ impl Proxy {
 
     /// Asks the peer to describe the export again (after a Revised).
     pub(crate) fn redescribe(self: &Arc<Self>) {
-        let me = Arc::clone(self);
-        self.driver
-            .with(|core| Driver::describe_for(core, me.key, &me));
+        let me = vec![(self.key, Arc::downgrade(self))];
+        self.driver.with(|core| Driver::describe_for(core, me));
     }
 }
 

@@ -2,32 +2,34 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Asks what the export `key` offers.
+/// Asks what the exports `keys` offer: one question for many references,
+/// so a value that brings hundreds costs one frame.
 ///
 /// ```text
 /// body = id: varint u64       answered by the Description with this id
-///        key: varint u32
+///        keys: varint n, then n × varint u32
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Describe {
     /// Chosen by the sender; the answer carries it.
     pub id: u64,
-    /// The export, in the receiver's table for this connection.
-    pub key: u32,
+    /// The exports, in the receiver's table for this connection.
+    pub keys: Vec<u32>,
 }
 
-/// What a view offers: the answer to a [`Describe`].
+/// What views offer: the answer to a [`Describe`], one entry per key, in
+/// the Describe's order.
 ///
 /// ```text
 /// body = id: varint u64
-///        view: option<WireView>   none: the key names no export
+///        views: varint n, then n × option<WireView>   none: the key names no export
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Description {
     /// The [`Describe`] this answers.
     pub id: u64,
-    /// The view, or `None` if the key names no export.
-    pub view: Option<WireView>,
+    /// Each key's view, or `None` if it names no export.
+    pub views: Vec<Option<WireView>>,
 }
 
 /// A view as the wire describes it.
