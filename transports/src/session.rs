@@ -1022,6 +1022,8 @@ impl Session {
     /// The carrier is gone (closed, reset, failed): like
     /// [`close`](Session::close) without a Goodbye.
     pub fn carrier_lost(&mut self, reason: String) {
+        // Nothing more can be sent: what waited is let go at once.
+        self.discard_unsent();
         self.shut(reason, false);
     }
 
