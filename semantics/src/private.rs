@@ -34,7 +34,11 @@ where
     D: serde::Deserializer<'de>,
 {
     let reference = crate::travel::deserialize_ref(deserializer)?;
-    C::from_ref(reference).map_err(<D::Error as serde::de::Error>::custom)
+    C::from_ref(reference).map_err(|e| {
+        let message = e.message().to_string();
+        crate::travel::refuse(e);
+        <D::Error as serde::de::Error>::custom(message)
+    })
 }
 
 /// Reads an untyped reference that arrived in a remote call's value.
@@ -185,16 +189,7 @@ fn deadline_exceeded(method: crate::MethodPath) -> Error {
 pub fn take_args<A: Any + Send + DeserializeOwned, R: Any + Send>(
     args: &mut Value,
 ) -> Result<A, Error> {
-    args.take_args::<A, R>().ok_or_else(|| {
-        Error::new(
-            crate::ErrorKind::BadArguments,
-            format!(
-                "expected arguments {}, got {}",
-                std::any::type_name::<A>(),
-                args.type_name()
-            ),
-        )
-    })
+    args.take_args::<A, R>()
 }
 
 /// The reply of a method returning `R`.

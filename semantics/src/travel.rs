@@ -22,6 +22,15 @@ thread_local! {
     static SENDING: RefCell<Option<Vec<Ref>>> = const { RefCell::new(None) };
     /// The references of the value being decoded on this thread.
     static RECEIVING: RefCell<Option<Vec<Ref>>> = const { RefCell::new(None) };
+    /// Why a reference in the value being decoded could not be taken as
+    /// the stub it was read as (its interface differs): serde's error
+    /// keeps only text, and this keeps the kind.
+    static REFUSED: RefCell<Option<crate::Error>> = const { RefCell::new(None) };
+}
+
+/// Records why a reference in the value being decoded was refused.
+pub(crate) fn refuse(error: crate::Error) {
+    REFUSED.with(|r| *r.borrow_mut() = Some(error));
 }
 
 /// Restores a thread-local list when dropped, even on panic.
@@ -63,10 +72,13 @@ pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Vec<Ref>) {
     (out, guard.take())
 }
 
-/// Runs `decode` with `refs` as the references the bytes index.
-pub(crate) fn resolving<R>(refs: &[Ref], decode: impl FnOnce() -> R) -> R {
+/// Runs `decode` with `refs` as the references the bytes index; also
+/// returns why a reference was refused, if one was.
+pub(crate) fn resolving<R>(refs: &[Ref], decode: impl FnOnce() -> R) -> (R, Option<crate::Error>) {
     let _guard = Restore::set(&RECEIVING, refs.to_vec());
-    decode()
+    REFUSED.with(|r| r.borrow_mut().take());
+    let out = decode();
+    (out, REFUSED.with(|r| r.borrow_mut().take()))
 }
 
 /// A reference serializes as its index in the value's list of references;

@@ -42,12 +42,51 @@ trait Payload: Any + Send {
 /// Decodes a `T` that must fill `bytes` exactly: postcard is not
 /// self-describing, so leftover bytes are the sign of a value of another
 /// type that happened to decode.
-fn decode_exact<T: DeserializeOwned>(bytes: &[u8], refs: &[Ref]) -> Result<T, String> {
-    crate::travel::resolving(refs, || match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(format!("{} bytes left over", rest.len())),
-        Err(e) => Err(e.to_string()),
-    })
+///
+/// A reference that is not of the interface its stub expects fails with
+/// [`Incompatible`](crate::ErrorKind::Incompatible); anything else that does
+/// not decode with [`BadArguments`](crate::ErrorKind::BadArguments). Type
+/// names in messages carry no Rust paths: the message may travel.
+fn decode_exact<T: DeserializeOwned>(bytes: &[u8], refs: &[Ref]) -> Result<T, crate::Error> {
+    let (decoded, refused) =
+        crate::travel::resolving(refs, || postcard::take_from_bytes::<T>(bytes));
+    let why = match decoded {
+        Ok((value, [])) => return Ok(value),
+        _ if refused.is_some() => {
+            return Err(
+                refused.unwrap_or_else(|| crate::Error::new(crate::ErrorKind::Incompatible, ""))
+            );
+        }
+        Ok((_, rest)) => format!("{} bytes left over", rest.len()),
+        Err(e) => e.to_string(),
+    };
+    Err(crate::Error::new(
+        crate::ErrorKind::BadArguments,
+        format!("the value is not a {}: {why}", short_type_name::<T>()),
+    ))
+}
+
+/// `type_name::<T>()` without module paths: `(u64, String)`, not
+/// `(u64, alloc::string::String)`.
+pub(crate) fn short_type_name<T: ?Sized>() -> String {
+    let full = type_name::<T>();
+    let mut out = String::with_capacity(full.len());
+    let mut word = String::new();
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            word.clear();
+        } else {
+            out.push_str(&word);
+            word.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&word);
+    out
 }
 
 fn postcard_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
@@ -117,23 +156,26 @@ struct Encoded {
 
 impl Encoded {
     /// The value as a `T`, decoded on first use.
-    fn get<T: Any + Send + DeserializeOwned>(&self) -> Result<&T, String> {
-        if let Some(held) = self.decoded.get() {
-            return held.downcast_ref::<T>().ok_or_else(|| {
+    fn get<T: Any + Send + DeserializeOwned>(&self) -> Result<&T, crate::Error> {
+        let other = || {
+            crate::Error::new(
+                crate::ErrorKind::BadArguments,
                 format!(
-                    "it was read as another type already, not as a {}",
-                    type_name::<T>()
-                )
-            });
+                    "the value was read as another type already, not as a {}",
+                    short_type_name::<T>()
+                ),
+            )
+        };
+        if let Some(held) = self.decoded.get() {
+            return held.downcast_ref::<T>().ok_or_else(other);
         }
         let value = decode_exact::<T>(&self.bytes, &self.refs)?;
         let held = self.decoded.get_or_init(|| Box::new(value));
-        held.downcast_ref::<T>()
-            .ok_or_else(|| "decoded as another type meanwhile".to_string())
+        held.downcast_ref::<T>().ok_or_else(other)
     }
 
     /// Takes the value out as a `T`: the one decoded already, or decoded now.
-    fn take<T: Any + DeserializeOwned>(&mut self) -> Result<T, String> {
+    fn take<T: Any + DeserializeOwned>(&mut self) -> Result<T, crate::Error> {
         if self.decoded.get().is_some_and(|held| held.is::<T>()) {
             if let Some(Ok(value)) = self.decoded.take().map(|held| held.downcast::<T>()) {
                 return Ok(*value);
@@ -318,12 +360,7 @@ impl Value {
     /// that arrived encoded and decodes as one. For hand-written services.
     pub fn decode<T: Any + DeserializeOwned>(mut self) -> Result<T, crate::Error> {
         if let Some(encoded) = self.as_encoded_payload_mut() {
-            return encoded.take::<T>().map_err(|e| {
-                crate::Error::new(
-                    crate::ErrorKind::BadArguments,
-                    format!("the bytes are not a {}: {e}", type_name::<T>()),
-                )
-            });
+            return encoded.take::<T>();
         }
         let held = self.type_name();
         self.downcast::<T>().map_err(|_| {
@@ -365,19 +402,22 @@ impl Value {
     /// [`BadArguments`](crate::ErrorKind::BadArguments) error that says why
     /// not; see [`args`](Value::args).
     pub fn try_args<A: Any + Send + DeserializeOwned>(&self) -> Result<&A, crate::Error> {
-        let bad = |why: String| {
-            crate::Error::new(
-                crate::ErrorKind::BadArguments,
-                format!("the arguments are not a {}: {why}", type_name::<A>()),
-            )
-        };
         if let Some(encoded) = self.as_encoded_payload() {
-            return encoded.get::<A>().map_err(bad);
+            return encoded.get::<A>();
         }
         self.0
             .args_any()
             .and_then(|a| a.downcast_ref())
-            .ok_or_else(|| bad(format!("they are a {}", self.type_name())))
+            .ok_or_else(|| {
+                crate::Error::new(
+                    crate::ErrorKind::BadArguments,
+                    format!(
+                        "the arguments are not a {}: they are a {}",
+                        short_type_name::<A>(),
+                        self.type_name()
+                    ),
+                )
+            })
     }
 
     /// The result or plain value held, if it is of type `T`; for a reply
@@ -443,25 +483,33 @@ impl Value {
     /// skeleton's side.
     pub(crate) fn take_args<A: Any + Send + DeserializeOwned, R: Any + Send>(
         &mut self,
-    ) -> Option<A> {
+    ) -> Result<A, crate::Error> {
+        let expected = |held: &str| {
+            crate::Error::new(
+                crate::ErrorKind::BadArguments,
+                format!("expected arguments {}, got {held}", short_type_name::<A>()),
+            )
+        };
         if let Some(slot) = self.0.as_any_mut().downcast_mut::<Slot<A, R>>() {
             return match std::mem::replace(&mut slot.state, State::Taken) {
-                State::Args(a) => Some(a),
+                State::Args(a) => Ok(a),
                 other => {
                     slot.state = other;
-                    None
+                    Err(expected("arguments taken already"))
                 }
             };
         }
         if let Some(encoded) = self.as_encoded_payload_mut() {
-            let args = encoded.take::<A>().ok()?;
+            let args = encoded.take::<A>()?;
             *self = Value::unit();
-            return Some(args);
+            return Ok(args);
         }
         if self.0.payload_type_id() == TypeId::of::<Plain<A>>() {
-            return std::mem::replace(self, Value::unit()).downcast::<A>().ok();
+            if let Ok(args) = std::mem::replace(self, Value::unit()).downcast::<A>() {
+                return Ok(args);
+            }
         }
-        None
+        Err(expected(self.type_name()))
     }
 
     /// Stores the result in the call slot the arguments came in, or wraps it
@@ -517,9 +565,9 @@ mod tests {
     fn slot_round_trip_reuses_the_box() {
         let mut v = Value::call::<(u64, u64), u64>((2, 3), None);
         assert_eq!(v.args::<(u64, u64)>(), Some(&(2, 3)));
-        assert_eq!(v.take_args::<(u64, u64), u64>(), Some((2, 3)));
+        assert_eq!(v.take_args::<(u64, u64), u64>().ok(), Some((2, 3)));
         // Taken twice: nothing left.
-        assert_eq!(v.take_args::<(u64, u64), u64>(), None);
+        assert_eq!(v.take_args::<(u64, u64), u64>().ok(), None);
         let v = v.put_result::<(u64, u64), u64>(5);
         assert_eq!(v.downcast_ref::<u64>(), Some(&5));
         assert_eq!(v.into_result::<(u64, u64), u64>().ok(), Some(5));
@@ -528,7 +576,7 @@ mod tests {
     #[test]
     fn wrong_types_are_refused_not_misread() {
         let mut v = Value::call::<(u64,), u64>((1,), None);
-        assert_eq!(v.take_args::<(String,), u64>(), None);
+        assert_eq!(v.take_args::<(String,), u64>().ok(), None);
         assert!(v.args::<(u32,)>().is_none());
         assert!(v.into_result::<(u64,), u64>().is_err(), "no result yet");
         assert!(Value::new(1_u8).downcast::<u64>().is_err());
@@ -547,7 +595,7 @@ mod tests {
     fn plain_tuple_is_accepted_as_arguments() {
         let mut v = Value::new((4_u64, 5_u64));
         assert_eq!(v.args::<(u64, u64)>(), Some(&(4, 5)));
-        assert_eq!(v.take_args::<(u64, u64), u64>(), Some((4, 5)));
+        assert_eq!(v.take_args::<(u64, u64), u64>().ok(), Some((4, 5)));
         let v = v.put_result::<(u64, u64), u64>(9);
         assert_eq!(v.into_result::<(u64, u64), u64>().ok(), Some(9));
     }
@@ -562,7 +610,7 @@ mod tests {
         let mut incoming = Value::encoded(Bytes::from(wire));
         assert_eq!(incoming.as_encoded().map(Bytes::len), Some(3));
         assert_eq!(
-            incoming.take_args::<(u64, String), u64>(),
+            incoming.take_args::<(u64, String), u64>().ok(),
             Some((7, "x".to_string()))
         );
         let reply = incoming.put_result::<(u64, String), u64>(99);
@@ -576,7 +624,7 @@ mod tests {
     #[test]
     fn bytes_of_the_wrong_shape_are_refused_not_misread() {
         let mut bad = Value::encoded(Bytes::from_static(&[0xff, 0xff]));
-        assert_eq!(bad.take_args::<(u64, u64), u64>(), None);
+        assert_eq!(bad.take_args::<(u64, u64), u64>().ok(), None);
         let bad = Value::encoded(Bytes::from_static(b""));
         assert!(bad.into_result::<(u64, u64), u64>().is_err());
         let e = Value::new(1_u8).encode(&mut Vec::new()).unwrap_err();
@@ -607,7 +655,7 @@ mod tests {
         assert!(e.is_bad_arguments(), "{e}");
         // ... and the skeleton takes the decoded tuple, not the bytes again.
         assert_eq!(
-            incoming.take_args::<(u64, String), u64>(),
+            incoming.take_args::<(u64, String), u64>().ok(),
             Some((7, "x".to_string()))
         );
         let bad = Value::encoded(Bytes::from_static(&[0xff]));

@@ -570,3 +570,61 @@ async fn a_burst_of_references_costs_a_few_frames_not_one_each() {
     })
     .await
 }
+
+/// Another interface, to send where a `GatedClient` is expected.
+#[tether::interface]
+pub trait Other {
+    async fn other(&self) -> u64;
+}
+
+struct O;
+impl Other for O {
+    async fn other(&self) -> u64 {
+        2
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_of_the_wrong_interface_is_incompatible_and_named_plainly() {
+    bounded(async {
+        let s = server(Config::new()).await;
+        let (mut raw, gate_key, _) = raw_peer(&s).await;
+        let mine = Node::new();
+        let other = mine
+            .expose(O)
+            .set_view("v", OtherInterface::view())
+            .unwrap();
+        let id = raw.send(
+            gate_key,
+            "many",
+            Value::serializable((vec![0_u32],)),
+            WireContext::default(),
+            vec![Outgoing::Export(other)],
+        );
+        match raw.answer(id).await {
+            Answer::Error(e) => {
+                assert_eq!(e.kind(), ErrorKind::Incompatible, "{e}");
+                assert!(e.message().contains("Gated"), "{e}");
+                assert!(!e.message().contains("::"), "no Rust paths: {e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Arguments of the wrong shape: bad arguments, named plainly too.
+        let id = raw.send(
+            gate_key,
+            "echo",
+            Value::serializable(("text".to_string(), 1_u8)),
+            WireContext::default(),
+            Vec::new(),
+        );
+        match raw.answer(id).await {
+            Answer::Error(e) => {
+                assert_eq!(e.kind(), ErrorKind::BadArguments, "{e}");
+                assert!(!e.message().contains("::"), "no Rust paths: {e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        s.listener.close().await;
+    })
+    .await
+}
