@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tether::abstractions::Oneway;
 use tether::transports::frame::{Tag, WireContext};
-use tether::transports::session::{Answer, Event, Incoming, Outgoing};
+use tether::transports::session::{Answer, Event, Outgoing};
 use tether::transports::{Config, Listener, tcp};
 use tether::{Context, Node, Ref, Value};
 use tokio::io::AsyncWriteExt;
@@ -229,20 +229,9 @@ impl Healthy {
 }
 
 async fn gate_key(raw: &mut Raw) -> Result<u32, Failure> {
-    match raw
-        .call(
-            raw.bootstrap,
-            "lookup",
-            Value::serializable(("gate".to_string(),)),
-        )
+    raw.lookup("gate")
         .await
-    {
-        Answer::Value(refs, _) => match refs[..] {
-            [Incoming::Import { key, .. }] => Ok(key),
-            _ => Err("lookup gave no reference".into()),
-        },
-        other => Err(format!("{other:?}").into()),
-    }
+        .ok_or_else(|| "lookup gave no reference".into())
 }
 
 async fn client(small: bool) -> Result<(), Failure> {

@@ -180,20 +180,7 @@ async fn a_frame_with_too_many_references_is_refused_with_one_release() {
                     .unwrap()
             })
             .collect();
-        let gate_key = match raw
-            .call(
-                raw.bootstrap,
-                "lookup",
-                Value::serializable(("gate".to_string(),)),
-            )
-            .await
-        {
-            Answer::Value(refs, _) => match refs[..] {
-                [tether::transports::session::Incoming::Import { key, .. }] => key,
-                _ => panic!("{refs:?}"),
-            },
-            other => panic!("{other:?}"),
-        };
+        let gate_key = raw.lookup("gate").await.expect("the gate is published");
         let before = raw.seen.len();
         let id = raw.send(
             gate_key,
@@ -303,20 +290,7 @@ async fn transactions_per_connection_are_bounded() {
 /// connection.
 async fn raw_peer(s: &Server) -> (Raw, u32, Peer) {
     let mut raw = Raw::connect(s.listener.local_addr()).await;
-    let gate_key = match raw
-        .call(
-            raw.bootstrap,
-            "lookup",
-            Value::serializable(("gate".to_string(),)),
-        )
-        .await
-    {
-        Answer::Value(refs, _) => match refs[..] {
-            [tether::transports::session::Incoming::Import { key, .. }] => key,
-            _ => panic!("{refs:?}"),
-        },
-        other => panic!("{other:?}"),
-    };
+    let gate_key = raw.lookup("gate").await.expect("the gate is published");
     let there = s
         .listener
         .peers()

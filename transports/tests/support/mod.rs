@@ -5,7 +5,9 @@
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tether::transports::frame::{Hello, WireContext};
-use tether::transports::session::{Answer, Callee, Event, Outgoing, Session, SessionConfig};
+use tether::transports::session::{
+    Answer, Callee, Event, Incoming, Outgoing, Session, SessionConfig,
+};
 use tether::{Selector, Value};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -106,6 +108,19 @@ impl Raw {
                 None,
             )
             .unwrap()
+    }
+
+    /// The key of the peer's export published under `name`, looked up
+    /// through its registry.
+    pub async fn lookup(&mut self, name: &str) -> Option<u32> {
+        let args = Value::serializable((name.to_string(),));
+        match self.call(self.bootstrap, "lookup", args).await {
+            Answer::Value(refs, _) => match refs[..] {
+                [Incoming::Import { key, .. }] => Some(key),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Waits for the answer to question `id`.
