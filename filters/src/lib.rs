@@ -8,7 +8,7 @@
 //! | filter | what it does |
 //! |---|---|
 //! | [`logging`] | a `tracing` span per call: node, object, view, method, principal, transaction, outcome, latency |
-//! | [`mutex`] | mutual exclusion per object, exclusive or readers/writer, re-entrant along a call chain, fair, bounded |
+//! | [`mutex`] | mutual exclusion per object, exclusive or readers/writer, re-entrant by causal nesting (callbacks of the holder, on any node), fair, bounded |
 //! | [`access`] | which principals (by name or role) may call which methods; refusals have no effect and are logged |
 //! | [`transaction`] | transactions over [`TxCell`](transaction::TxCell) state: create / join / … options, isolation, two-phase commit, rollback on error, panic or cancellation |
 #![cfg_attr(docsrs, feature(doc_cfg))]
