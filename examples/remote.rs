@@ -75,6 +75,12 @@ impl Listener for Printer {
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 async fn server() -> Result<(), Failure> {
+    // The member view's logging filter prints here (stderr: the parent
+    // reads this process's stdout for its address).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .try_init()
+        .ok();
     let node = Node::new();
     let room = node
         .expose(ChatRoom::default())
