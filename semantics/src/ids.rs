@@ -10,17 +10,17 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Identifies a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u64);
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node-{:08x}", self.0 as u32)
+        write!(f, "node-{:016x}", self.0)
     }
 }
 
 /// Identifies an exposed object within its node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId(pub u64);
 
 impl fmt::Display for ObjectId {
@@ -31,7 +31,7 @@ impl fmt::Display for ObjectId {
 
 /// Identifies one activation: one call, from the moment it enters the
 /// receiver's view until it answers. Unique across nodes (random base).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ActivationId(pub u64);
 
 impl ActivationId {
@@ -55,7 +55,7 @@ impl fmt::Display for ActivationId {
 
 /// Identifies one chain of calls: a top-level call and every call made on
 /// its behalf, on any node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChainId(pub u64);
 
 impl ChainId {
@@ -106,7 +106,7 @@ impl fmt::Display for ChainId {
 }
 
 /// Identifies a distributed trace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceId(pub u128);
 
 impl fmt::Display for TraceId {
@@ -119,4 +119,32 @@ impl fmt::Display for TraceId {
 pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::process::id())
+}
+
+/// Ids print the same way in `Debug`, `Display` and logs.
+macro_rules! debug_as_display {
+    ($($id:ty),*) => {$(
+        impl fmt::Debug for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+    )*};
+}
+
+debug_as_display!(NodeId, ObjectId, ActivationId, ChainId, TraceId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_print_alike_in_debug_display_and_logs() {
+        let node = NodeId(0x86d7_a722_0000_0001);
+        assert_eq!(format!("{node}"), "node-86d7a72200000001");
+        assert_eq!(format!("{node:?}"), format!("{node}"));
+        assert_eq!(format!("{:?}", ObjectId(1)), "object-1");
+        let a = ActivationId(0xab);
+        assert_eq!(format!("{a:?}"), format!("{a}"));
+    }
 }

@@ -83,6 +83,9 @@ impl fmt::Debug for Message {
     }
 }
 
+/// The type name of a remote target's object.
+const REMOTE: &str = "remote object";
+
 /// The view of an object a message is sent to.
 ///
 /// Cheap to clone. Gives filters the node, object and view names and the
@@ -111,7 +114,7 @@ impl Target {
         view: &str,
         interface: &'static InterfaceDescriptor,
     ) -> Self {
-        Self::unattached(node, object, view, interface, "remote object")
+        Self::unattached(node, object, view, interface, REMOTE)
     }
 
     /// A target with no view installed (calls go elsewhere) and its own
@@ -178,14 +181,14 @@ impl Eq for Target {}
 
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}#{} ({})",
-            self.node(),
-            self.object(),
-            self.view(),
-            self.interface().name()
-        )
+        // A remote target knows the peer's export key, not its object id:
+        // say which it is, so it is not mistaken for the peer's object-N.
+        if self.0.object.type_name == REMOTE {
+            write!(f, "{}/export-{}", self.node(), self.object().0)?;
+        } else {
+            write!(f, "{}/{}", self.node(), self.object())?;
+        }
+        write!(f, "#{} ({})", self.view(), self.interface().name())
     }
 }
 
