@@ -102,3 +102,12 @@ impl fmt::Debug for Listener {
             .finish()
     }
 }
+
+/// The error of a connection that could not be made: `disconnected`,
+/// naming where and why.
+pub(crate) fn cannot_connect(to: &str, e: &std::io::Error) -> tether_semantics::Error {
+    tether_semantics::Error::new(
+        tether_semantics::ErrorKind::Disconnected,
+        format!("cannot connect to {to}: {e}"),
+    )
+}

@@ -2,9 +2,26 @@
 //! on TCP, on the connection's first bidirectional stream, which the
 //! connecting side opens.
 //!
-//! QUIC always runs over TLS. [`dev_certificate`] makes a self-signed
-//! certificate for development and tests; [`server_config`] and
-//! [`client_config`] take real certificate chains and trust roots.
+//! QUIC always runs over TLS. For development and tests, [`Dev`] makes a
+//! self-signed certificate and serves and connects with it in one call
+//! each; [`server_config`] and [`client_config`] take real certificate
+//! chains and trust roots.
+//!
+//! ```
+//! use tether_semantics::Node;
+//! use tether_transports::{Config, quic};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dev = quic::Dev::localhost()?;
+//! let server = Node::new();
+//! let listener = dev.serve(&server, "127.0.0.1:0", Config::new()).await?;
+//! let peer = dev.connect(&Node::new(), listener.local_addr(), Config::new()).await?;
+//! peer.opened().await?;
+//! assert_eq!(peer.peer_node(), Some(server.id()));
+//! peer.close().await;
+//! listener.close().await;
+//! # Ok(()) }
+//! ```
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,9 +30,10 @@ use std::sync::{Arc, Mutex};
 use quinn::{ClientConfig, Endpoint, ServerConfig, VarInt};
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tether_semantics::Node;
+use tether_semantics::{Error, Node};
+use tokio::net::ToSocketAddrs;
 
-use crate::listener::{Listener, admit};
+use crate::listener::{Listener, admit, cannot_connect};
 use crate::tcp::framed;
 use crate::{Config, Peer};
 
@@ -65,13 +83,23 @@ fn transport(config: &Config) -> io::Result<Arc<quinn::TransportConfig>> {
     Ok(Arc::new(transport))
 }
 
-/// Listens on `addr` (UDP) and serves every connection for `node`.
+/// The first address `addr` names.
+async fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address names no host"))
+}
+
+/// Listens on `addr` (UDP; an address or `"host:port"`) and serves every
+/// connection for `node`.
 pub async fn serve(
     node: &Node,
-    addr: SocketAddr,
+    addr: impl ToSocketAddrs,
     tls: ServerConfig,
     config: Config,
 ) -> io::Result<Listener> {
+    let addr = resolve(addr).await?;
     let mut tls = tls;
     tls.transport_config(transport(&config)?);
     let endpoint = Endpoint::server(tls, addr)?;
@@ -108,9 +136,26 @@ pub async fn serve(
     Ok(Listener::new(local_addr, peers, accept))
 }
 
-/// Connects to the node listening at `addr`, whose certificate must be
-/// valid for `server_name` under `tls`'s trust roots.
+/// Connects to the node listening at `addr` (an address or
+/// `"host:port"`), whose certificate must be valid for `server_name` under
+/// `tls`'s trust roots. A connection that cannot be made fails with
+/// `disconnected`.
 pub async fn connect(
+    node: &Node,
+    addr: impl ToSocketAddrs,
+    server_name: &str,
+    tls: ClientConfig,
+    config: Config,
+) -> Result<Peer, Error> {
+    let addr = resolve(addr)
+        .await
+        .map_err(|e| cannot_connect("QUIC", &e))?;
+    dial(node, addr, server_name, tls, config)
+        .await
+        .map_err(|e| cannot_connect(&addr.to_string(), &e))
+}
+
+async fn dial(
     node: &Node,
     addr: SocketAddr,
     server_name: &str,
@@ -137,4 +182,58 @@ pub async fn connect(
         endpoint.close(VarInt::from_u32(0), b"closed");
     });
     Ok(Peer::spawn_with(node, config, frames, sink, Some(close)))
+}
+
+/// A development setup in one value: a self-signed certificate for some
+/// names, and the server and client configurations that use it. For
+/// development and tests only; see the [module](self) docs for an example.
+#[derive(Debug)]
+pub struct Dev {
+    names: Vec<String>,
+    certificate: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Dev {
+    /// A self-signed certificate for `names` (the first is the name
+    /// [`connect`](Dev::connect) asks for).
+    pub fn new(names: &[&str]) -> io::Result<Dev> {
+        let (certificate, key) = dev_certificate(names).map_err(io::Error::other)?;
+        Ok(Dev {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            certificate,
+            key,
+        })
+    }
+
+    /// A self-signed certificate for `localhost`.
+    pub fn localhost() -> io::Result<Dev> {
+        Self::new(&["localhost"])
+    }
+
+    /// [`serve`] with this certificate.
+    pub async fn serve(
+        &self,
+        node: &Node,
+        addr: impl ToSocketAddrs,
+        config: Config,
+    ) -> io::Result<Listener> {
+        let tls = server_config(vec![self.certificate.clone()], self.key.clone_key())
+            .map_err(io::Error::other)?;
+        serve(node, addr, tls, config).await
+    }
+
+    /// [`connect`] trusting only this certificate, for its first name.
+    pub async fn connect(
+        &self,
+        node: &Node,
+        addr: impl ToSocketAddrs,
+        config: Config,
+    ) -> Result<Peer, Error> {
+        let name = self.names.first().map_or("localhost", String::as_str);
+        let tls = trust(self.certificate.clone())
+            .and_then(client_config)
+            .map_err(|e| cannot_connect("QUIC", &e))?;
+        connect(node, addr, name, tls, config).await
+    }
 }

@@ -5,13 +5,13 @@
 use std::io;
 
 use futures_util::StreamExt;
-use tether_semantics::Node;
+use tether_semantics::{Error, Node};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::connection::{FrameSink, FrameStream};
-use crate::listener::{Listener, admit, serve_tcp};
+use crate::listener::{Listener, admit, cannot_connect, serve_tcp};
 use crate::{Config, Peer};
 
 /// Listens on `addr` and serves every connection for `node`.
@@ -20,7 +20,7 @@ use crate::{Config, Peer};
 /// use tether_semantics::Node;
 /// use tether_transports::{Config, tcp};
 ///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let server = Node::new();
 /// let listener = tcp::serve(&server, "127.0.0.1:0", Config::new()).await?;
 /// let peer = tcp::connect(&Node::new(), listener.local_addr(), Config::new()).await?;
@@ -41,10 +41,17 @@ pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io:
     .await
 }
 
-/// Connects to the node listening at `addr`.
-pub async fn connect(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io::Result<Peer> {
-    let stream = TcpStream::connect(addr).await?;
-    over(node, stream, config)
+/// Connects to the node listening at `addr` (an address or
+/// `"host:port"`). A connection that cannot be made fails with
+/// `disconnected`.
+pub async fn connect(node: &Node, addr: impl ToSocketAddrs, config: Config) -> Result<Peer, Error> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| cannot_connect("TCP", &e))?;
+    let to = stream
+        .peer_addr()
+        .map_or_else(|_| "TCP".to_string(), |a| a.to_string());
+    over(node, stream, config).map_err(|e| cannot_connect(&to, &e))
 }
 
 /// Runs a connection over a TCP stream already open.

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt, future};
-use tether_semantics::Node;
+use tether_semantics::{Error, Node};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::ToSocketAddrs;
 use tokio_tungstenite::WebSocketStream;
@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::connection::{FrameSink, FrameStream};
-use crate::listener::{Listener, admit, serve_tcp};
+use crate::listener::{Listener, admit, cannot_connect, serve_tcp};
 use crate::{Config, Peer};
 
 fn ws_config(config: &Config) -> WebSocketConfig {
@@ -47,12 +47,51 @@ pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io:
     .await
 }
 
-/// Connects to the node serving WebSocket connections at `url`
-/// (`ws://127.0.0.1:7001/`).
-pub async fn connect(node: &Node, url: &str, config: Config) -> io::Result<Peer> {
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config(&config)), true)
-        .await
-        .map_err(to_io)?;
+/// Where a WebSocket connection goes: a `ws://` or `wss://` URL, or, as
+/// for the other carriers, an address (`"127.0.0.1:7001"`, a
+/// `SocketAddr`), which means `ws://ADDR/`.
+pub trait Target {
+    /// The URL to connect to.
+    fn url(self) -> String;
+}
+
+impl Target for &str {
+    fn url(self) -> String {
+        if self.starts_with("ws://") || self.starts_with("wss://") {
+            self.to_string()
+        } else {
+            format!("ws://{self}/")
+        }
+    }
+}
+
+impl Target for &String {
+    fn url(self) -> String {
+        self.as_str().url()
+    }
+}
+
+impl Target for String {
+    fn url(self) -> String {
+        self.as_str().url()
+    }
+}
+
+impl Target for std::net::SocketAddr {
+    fn url(self) -> String {
+        format!("ws://{self}/")
+    }
+}
+
+/// Connects to the node serving WebSocket connections at `to`: a URL
+/// (`ws://127.0.0.1:7001/`) or an address (`listener.local_addr()`). A
+/// connection that cannot be made fails with `disconnected`.
+pub async fn connect(node: &Node, to: impl Target, config: Config) -> Result<Peer, Error> {
+    let url = to.url();
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(&url, Some(ws_config(&config)), true)
+            .await
+            .map_err(|e| cannot_connect(&url, &to_io(e)))?;
     Ok(over(node, ws, config))
 }
 

@@ -326,13 +326,10 @@ async fn link_ws(server: &Node, client: &Node, sc: Config, cc: Config) -> Link {
 }
 
 async fn link_quic(server: &Node, client: &Node, sc: Config, cc: Config) -> Link {
-    let (cert, key) = quic::dev_certificate(&["localhost"]).unwrap();
-    let tls = quic::server_config(vec![cert.clone()], key).unwrap();
-    let listener = quic::serve(server, "127.0.0.1:0".parse().unwrap(), tls, sc)
-        .await
-        .unwrap();
-    let tls = quic::client_config(quic::trust(cert).unwrap()).unwrap();
-    let client = quic::connect(client, listener.local_addr(), "localhost", tls, cc)
+    let dev = quic::Dev::localhost().unwrap();
+    let listener = dev.serve(server, "127.0.0.1:0", sc).await.unwrap();
+    let client = dev
+        .connect(client, listener.local_addr(), cc)
         .await
         .unwrap();
     linked(client, listener).await
@@ -991,6 +988,71 @@ async fn a_peer_that_stops_answering_fails_pending_calls_within_the_idle_timeout
         assert!(closed.reason.contains("no sign of life"), "{closed:?}");
         // It sent the call, at least one Ping, and a Goodbye.
         assert!(silent.await.unwrap() >= 3);
+    })
+    .await
+}
+
+/// The carriers look alike: the same address forms for serve and connect,
+/// and a connection that cannot be made fails the same way, as a Tether
+/// `disconnected` error naming where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carriers_take_the_same_addresses_and_fail_to_connect_alike() {
+    bounded(async {
+        let world = server_world();
+        let client = Node::new();
+        let over_tcp = tcp::serve(&world.node, "127.0.0.1:0", Config::new())
+            .await
+            .unwrap();
+        let over_ws = ws::serve(&world.node, "127.0.0.1:0", Config::new())
+            .await
+            .unwrap();
+        let dev = quic::Dev::localhost().unwrap();
+        let over_quic = dev
+            .serve(&world.node, "127.0.0.1:0", Config::new())
+            .await
+            .unwrap();
+        let peers = [
+            tcp::connect(&client, over_tcp.local_addr(), Config::new())
+                .await
+                .unwrap(),
+            ws::connect(&client, over_ws.local_addr(), Config::new())
+                .await
+                .unwrap(),
+            ws::connect(
+                &client,
+                format!("127.0.0.1:{}", over_ws.local_addr().port()),
+                Config::new(),
+            )
+            .await
+            .unwrap(),
+            dev.connect(&client, over_quic.local_addr(), Config::new())
+                .await
+                .unwrap(),
+        ];
+        for peer in &peers {
+            let calc: CalcClient = peer.lookup("calc").await.unwrap();
+            assert_eq!(calc.add(1, 2).await.unwrap(), 3);
+            peer.close().await;
+        }
+        for listener in [over_tcp, over_ws, over_quic] {
+            listener.close().await;
+        }
+
+        // A port nobody listens on.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let quick = || Config::new().idle_timeout(Duration::from_millis(500));
+        let errors = [
+            tcp::connect(&client, free, quick()).await.unwrap_err(),
+            ws::connect(&client, free, quick()).await.unwrap_err(),
+            dev.connect(&client, free, quick()).await.unwrap_err(),
+        ];
+        for e in errors {
+            assert!(e.is_disconnected(), "{e}");
+            assert!(e.message().contains("cannot connect to"), "{e}");
+        }
     })
     .await
 }
