@@ -419,3 +419,35 @@ async fn access_outside_a_mutex_keeps_refused_callers_out_of_the_queue() {
     exposed.object().gate.add_permits(1);
     assert_eq!(within(holder).await.unwrap().unwrap(), 1);
 }
+
+/// Another interface, whose methods an access rule can name by mistake.
+#[tether::interface]
+pub trait Other {
+    async fn greet(&self, name: String) -> String;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_access_rule_for_another_interface_fails_every_call_plainly() {
+    use tether::filters::access::{AccessLayer, Who};
+    let node = Node::new();
+    // `OtherInterface::GREET` has the same selector as `Greeter::greet`:
+    // without the interface check the rule would let it through by
+    // accident, and a rule for a method Greeter lacks would grant nothing.
+    let exposed = node
+        .expose(Greetings::default())
+        .with_view(
+            "v",
+            GreeterInterface::view()
+                .layer(AccessLayer::deny_all().allow_methods(Who::Anyone, [OtherInterface::GREET])),
+        )
+        .unwrap();
+    let client: GreeterClient = exposed.client("v").unwrap();
+    for _ in 0..2 {
+        let e = client.greet("x".into()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+        assert!(
+            e.message().contains("offers Greeter") && e.message().contains("methods of Other"),
+            "{e}"
+        );
+    }
+}

@@ -333,3 +333,34 @@ async fn many_concurrent_transfers_with_failures_keep_the_total() {
     assert!(w.unlocked(), "no cell stays locked");
     assert_eq!(active_transactions(), 0, "no transaction stays open");
 }
+
+/// Options are per method: one view, `deposit` must join a transaction,
+/// `balance` runs without one (and so needs none), `withdraw` has the
+/// layer's own option.
+#[tokio::test]
+async fn options_are_per_method() {
+    use tether::filters::transaction::TxOption;
+    let _serial = SERIAL.lock().await;
+    let w = world(&[50], Duration::from_secs(5));
+    let acct = w.accounts[0].clone();
+    acct.set_view(
+        "mixed",
+        AccountInterface::view().layer(
+            TransactionLayer::not_allowed()
+                .method(AccountInterface::DEPOSIT, TxOption::Join)
+                .method(AccountInterface::BALANCE, TxOption::Supported),
+        ),
+    )
+    .unwrap();
+    let mixed: AccountClient = acct.client("mixed").unwrap();
+    let e = mixed.deposit(1).await.unwrap_err();
+    assert!(e.message().contains("must run inside a transaction"), "{e}");
+    assert_eq!(
+        mixed.balance().await.unwrap(),
+        50,
+        "supported: runs without one"
+    );
+    // The layer's own option for the rest: not allowed, fine outside one.
+    assert_eq!(mixed.withdraw(10).await.unwrap(), 40);
+    assert_eq!(w.committed(), [40]);
+}

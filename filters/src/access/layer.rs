@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tether_semantics::{Method, Principal};
+use tether_semantics::{Interface, InterfaceDescriptor, Method, Principal};
 use tower::Layer;
 
 use super::Access;
@@ -58,6 +58,9 @@ pub(crate) struct Rule {
     pub(crate) who: Who,
     /// Selector ids; `None` is every method.
     pub(crate) methods: Option<Box<[u32]>>,
+    /// The interface whose methods `methods` are: a view of another
+    /// interface refuses every call rather than grant nothing silently.
+    pub(crate) interface: Option<&'static InterfaceDescriptor>,
 }
 
 /// Adds access control to a view; see the [module](super) docs.
@@ -96,15 +99,29 @@ impl AccessLayer {
 
     /// Also lets `who` call every method.
     pub fn allow(self, who: Who) -> Self {
-        self.with(Rule { who, methods: None })
+        self.with(Rule {
+            who,
+            methods: None,
+            interface: None,
+        })
     }
 
     /// Also lets `who` call `methods`.
-    pub fn allow_methods<I>(self, who: Who, methods: impl IntoIterator<Item = Method<I>>) -> Self {
+    ///
+    /// The methods belong to interface `I`. Put in a view of another
+    /// interface, the layer refuses every call with an `internal` error
+    /// that names both (a policy that silently granted nothing would be a
+    /// bug hiding as a denial).
+    pub fn allow_methods<I: Interface>(
+        self,
+        who: Who,
+        methods: impl IntoIterator<Item = Method<I>>,
+    ) -> Self {
         let methods = methods.into_iter().map(|m| m.selector().id()).collect();
         self.with(Rule {
             who,
             methods: Some(methods),
+            interface: Some(I::DESCRIPTOR),
         })
     }
 

@@ -31,6 +31,33 @@ impl<S> Access<S> {
         self.inner
     }
 
+    /// A rule that names methods of another interface than the view's:
+    /// the policy is a mistake, and every call says so.
+    fn misplaced(&self, message: &Message) -> Option<Error> {
+        let offered = message.target().interface();
+        let rule = self.rules.iter().find(|rule| {
+            rule.interface.is_some_and(|i| {
+                offered.fingerprint() != 0 && i.fingerprint() != offered.fingerprint()
+            })
+        })?;
+        let named = rule.interface.map_or("?", |i| i.name());
+        tracing::error!(
+            view = message.target().view(),
+            offers = offered.name(),
+            rule = named,
+            "an access rule names methods of another interface than the view offers"
+        );
+        Some(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "view {:?} offers {}, but its access rule for {} names methods of {named}",
+                message.target().view(),
+                offered.name(),
+                rule.who
+            ),
+        ))
+    }
+
     fn allows(&self, message: &Message) -> bool {
         let principal = message.context().principal();
         let id = message.selector().id();
@@ -58,6 +85,9 @@ where
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
+        if let Some(error) = self.misplaced(&message) {
+            return Box::pin(std::future::ready(Err(S::Error::from(error))));
+        }
         if self.allows(&message) {
             return boxed(self.inner.call(message));
         }

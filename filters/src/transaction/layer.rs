@@ -1,3 +1,6 @@
+use std::sync::Arc;
+
+use tether_semantics::Method;
 use tower::Layer;
 
 use super::Transaction;
@@ -21,24 +24,54 @@ pub enum TxOption {
     Suppress,
 }
 
-/// Gives a view's methods a transaction option; see the [module](super)
-/// docs.
+/// Gives a view's methods a transaction option, one for all of them or
+/// one per method; see the [module](super) docs.
 ///
 /// ```
-/// use tether_filters::transaction::TransactionLayer;
+/// # use tether_semantics::{Interface, InterfaceDescriptor, Method, Selector};
+/// # struct AccountInterface;
+/// # impl Interface for AccountInterface {
+/// #     const DESCRIPTOR: &'static InterfaceDescriptor = &InterfaceDescriptor::new("Account", &[], 0);
+/// # }
+/// # impl AccountInterface { const BALANCE: Method<AccountInterface> = Method::new(Selector::new("balance")); }
+/// use tether_filters::transaction::{TransactionLayer, TxOption};
 /// let transfer = TransactionLayer::create();
 /// let leg = TransactionLayer::join();
-/// # let _ = (transfer, leg);
+/// // Deposits and withdrawals need a transaction; reading the balance
+/// // joins one if there is one, and runs without otherwise.
+/// let account = TransactionLayer::required()
+///     .method(AccountInterface::BALANCE, TxOption::Supported);
+/// # let _ = (transfer, leg, account);
 /// ```
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct TransactionLayer {
     option: TxOption,
+    /// Options of single methods, by selector id.
+    methods: Arc<[(u32, TxOption)]>,
 }
 
 impl TransactionLayer {
-    /// With `option`.
+    /// With `option` for every method.
     pub fn new(option: TxOption) -> Self {
-        TransactionLayer { option }
+        TransactionLayer {
+            option,
+            methods: Arc::new([]),
+        }
+    }
+    /// With `option` for `method`, and the layer's own for the others.
+    pub fn method<I>(self, method: Method<I>, option: TxOption) -> Self {
+        let id = method.selector().id();
+        let mut methods: Vec<(u32, TxOption)> = self
+            .methods
+            .iter()
+            .copied()
+            .filter(|(m, _)| *m != id)
+            .collect();
+        methods.push((id, option));
+        TransactionLayer {
+            option: self.option,
+            methods: methods.into(),
+        }
     }
     /// [`TxOption::Create`].
     pub fn create() -> Self {
@@ -70,6 +103,6 @@ impl<S> Layer<S> for TransactionLayer {
     type Service = Transaction<S>;
 
     fn layer(&self, inner: S) -> Transaction<S> {
-        Transaction::new(inner, self.option)
+        Transaction::new(inner, self.option, self.methods.clone())
     }
 }

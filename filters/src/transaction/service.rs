@@ -15,11 +15,29 @@ use super::TxOption;
 pub struct Transaction<S> {
     inner: S,
     option: TxOption,
+    methods: std::sync::Arc<[(u32, TxOption)]>,
 }
 
 impl<S> Transaction<S> {
-    pub(crate) fn new(inner: S, option: TxOption) -> Self {
-        Transaction { inner, option }
+    pub(crate) fn new(
+        inner: S,
+        option: TxOption,
+        methods: std::sync::Arc<[(u32, TxOption)]>,
+    ) -> Self {
+        Transaction {
+            inner,
+            option,
+            methods,
+        }
+    }
+
+    /// The option for the method `message` calls.
+    fn option_for(&self, message: &Message) -> TxOption {
+        let id = message.selector().id();
+        self.methods
+            .iter()
+            .find(|(m, _)| *m == id)
+            .map_or(self.option, |(_, o)| *o)
     }
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
@@ -61,7 +79,7 @@ where
             );
             TransactionFuture::refused(e)
         };
-        match (self.option, running) {
+        match (self.option_for(&message), running) {
             (TxOption::Create, _) | (TxOption::CreateOrJoin, None) => {
                 let tx = Branch::begin();
                 message.context_mut().set_transaction(Some(tx.clone()));
