@@ -100,7 +100,8 @@ pub mod filters {
     pub use tether_filters::*;
 }
 
-/// The Tether wire protocol and its carriers (memory, TCP, WebSocket, QUIC); see PROTOCOL.md.
+/// The Tether wire protocol and its carriers: memory, and TCP, WebSocket and QUIC behind the
+/// features `tcp`, `ws` (both on by default) and `quic`; see PROTOCOL.md.
 pub mod transports {
     pub use tether_transports::*;
 }

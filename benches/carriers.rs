@@ -3,7 +3,7 @@
 //! stable placement on a 2-core machine); figures are printed as a table
 //! with ratios to the floor, measured in one run.
 //!
-//! `cargo bench --bench carriers` (add `-- --quick` for a short run).
+//! `cargo bench -p tether-benches --bench carriers` (add `-- --quick` for a short run).
 //!
 //! Not a criterion bench: criterion reports means, and this bench reports
 //! percentiles of one latency distribution and sustained throughput, which

@@ -1,7 +1,7 @@
 //! What Tether's semantics cost on a local call, against a direct call and
 //! a plain tower stack, all in one run on one current-thread runtime.
 //!
-//! `cargo bench --bench overhead`
+//! `cargo bench -p tether-benches --bench overhead`
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::convert::Infallible;

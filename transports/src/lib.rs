@@ -6,7 +6,8 @@
 //!   question tables), sans-IO: bytes and time in, frames and events out.
 //! * [`Peer`]: the async driver of a session, the same for every carrier;
 //!   remote references are ordinary [`Ref`](tether_semantics::Ref)s.
-//! * Carriers: [`memory`], [`tcp`], [`ws`] (WebSocket) and [`quic`].
+//! * Carriers: `memory`, and, each behind the feature of its name, `tcp`,
+//!   `ws` (WebSocket) (both on by default) and `quic`.
 //!
 //! ```
 //! use tether_semantics::Node;
@@ -29,9 +30,12 @@
 pub mod connection;
 pub mod frame;
 pub mod memory;
+#[cfg(feature = "quic")]
 pub mod quic;
 pub mod session;
+#[cfg(feature = "tcp")]
 pub mod tcp;
+#[cfg(feature = "ws")]
 pub mod ws;
 
 mod listener;

@@ -22,6 +22,7 @@ pub struct Listener {
 pub(crate) type Peers = Arc<Mutex<Vec<Peer>>>;
 
 impl Listener {
+    #[cfg(feature = "tcp")]
     pub(crate) fn new(local_addr: SocketAddr, peers: Peers, accept: JoinHandle<()>) -> Self {
         Listener {
             local_addr,
@@ -54,6 +55,7 @@ impl Listener {
 
 /// Listens on `addr` and hands every TCP connection accepted, with the
 /// listener's list of peers, to `on_stream`: what TCP and WebSocket share.
+#[cfg(feature = "tcp")]
 pub(crate) async fn serve_tcp<F>(
     addr: impl tokio::net::ToSocketAddrs,
     carrier: &'static str,
@@ -82,6 +84,7 @@ where
 }
 
 /// Records a new connection, forgetting closed ones.
+#[cfg(feature = "tcp")]
 pub(crate) fn admit(peers: &Peers, peer: Peer) {
     let mut peers = peers.lock().unwrap_or_else(|p| p.into_inner());
     peers.retain(|p| !p.is_closed());
@@ -105,6 +108,7 @@ impl fmt::Debug for Listener {
 
 /// The error of a connection that could not be made: `disconnected`,
 /// naming where and why.
+#[cfg(feature = "tcp")]
 pub(crate) fn cannot_connect(to: &str, e: &std::io::Error) -> tether_semantics::Error {
     tether_semantics::Error::new(
         tether_semantics::ErrorKind::Disconnected,

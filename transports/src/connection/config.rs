@@ -159,6 +159,7 @@ impl Config {
         self.session.idle_timeout = timeout;
         self
     }
+    #[cfg(feature = "quic")]
     pub(crate) fn liveness(&self) -> (Duration, Duration) {
         (self.session.keepalive, self.session.idle_timeout)
     }
@@ -209,6 +210,7 @@ impl Config {
     pub(crate) fn tx_timeout(&self) -> Duration {
         self.transaction_timeout.unwrap_or(TRANSACTION_TIMEOUT)
     }
+    #[cfg(feature = "tcp")]
     pub(crate) fn max_frame_len(&self) -> usize {
         self.session.max_frame as usize
     }
