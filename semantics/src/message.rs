@@ -334,6 +334,8 @@ pub(crate) struct ViewSlot {
     pub(crate) all_sync: AtomicBool,
     /// The version the next view installed gets.
     pub(crate) next_version: AtomicU32,
+    /// Held while a view is replaced (not while calls run).
+    replacing: Mutex<()>,
     /// Who wants to hear when the view is replaced (transports that
     /// exported it, to tell their peers).
     pub(crate) watchers: Mutex<Vec<Weak<dyn Watcher>>>,
@@ -363,6 +365,7 @@ impl ViewSlot {
             current: ArcSwapOption::empty(),
             all_sync: AtomicBool::new(true),
             next_version: AtomicU32::new(1),
+            replacing: Mutex::new(()),
             watchers: Mutex::new(Vec::new()),
         }
     }
@@ -370,12 +373,17 @@ impl ViewSlot {
     /// Installs `view` (or removes the current one), gives it the next
     /// version, and tells the watchers.
     pub(crate) fn replace(self: &Arc<Self>, view: Option<CompiledView>) -> bool {
-        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let view = view.map(|mut v| {
-            v.version = version;
-            Arc::new(v)
-        });
-        let had = self.store(view);
+        // One replacement at a time: versions are installed in the order
+        // they are taken, so the newest version is the view that stays.
+        let (version, had) = {
+            let _one = self.replacing.lock().unwrap_or_else(|p| p.into_inner());
+            let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+            let view = view.map(|mut v| {
+                v.version = version;
+                Arc::new(v)
+            });
+            (version, self.store(view))
+        };
         let watchers: Vec<Arc<dyn Watcher>> = {
             let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
             watchers.retain(|w| w.strong_count() > 0);

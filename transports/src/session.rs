@@ -426,6 +426,12 @@ impl Session {
         Some(frame)
     }
 
+    /// Whether [`poll_transmit`](Session::poll_transmit) has a frame to
+    /// give.
+    pub fn has_transmit(&self) -> bool {
+        !self.transmit.is_empty() || (!self.releasing.is_empty() && !self.is_closed())
+    }
+
     /// The next event to act on.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -912,7 +918,10 @@ impl Session {
         args: Bytes,
         deadline: Option<Instant>,
     ) -> Result<u64, Error> {
-        self.check_open()?;
+        if let Err(e) = self.check_open() {
+            self.let_go(refs);
+            return Err(e);
+        }
         let id = self.next_question;
         let frame = Frame::Call(Call {
             id,
@@ -941,7 +950,10 @@ impl Session {
         refs: Vec<Outgoing>,
         args: Bytes,
     ) -> Result<(), Error> {
-        self.check_open()?;
+        if let Err(e) = self.check_open() {
+            self.let_go(refs);
+            return Err(e);
+        }
         let frame = Frame::Oneway(OnewayCall {
             key,
             selector,
@@ -973,8 +985,17 @@ impl Session {
 
     /// Answers the peer's call `id` with a value (its references and its
     /// bytes) or an error. Ignored if the call was cancelled meanwhile.
-    pub fn answer(&mut self, id: u64, result: Result<(Vec<Outgoing>, Bytes), Error>) {
+    ///
+    /// The error is already in its wire form ([`error_to_wire`]): making it
+    /// may run the user's `Serialize` of the callee's error value, which
+    /// the driver does before it takes its lock.
+    pub fn answer(&mut self, id: u64, result: Result<(Vec<Outgoing>, Bytes), WireError>) {
         if !self.answers.remove(&id) || self.is_closed() {
+            // Nobody wants it: the references it would have carried are let
+            // go, but not dropped here.
+            if let Ok((refs, _)) = result {
+                self.let_go(refs);
+            }
             return;
         }
         match result {
@@ -987,7 +1008,35 @@ impl Session {
                     self.send_error(id, e);
                 }
             }
-            Err(e) => self.send_error(id, e),
+            Err(e) => self.send_wire_error(id, e),
+        }
+    }
+
+    /// Hands references that will not be sent to the driver, to drop where
+    /// no lock of its is held.
+    fn let_go(&mut self, refs: Vec<Outgoing>) {
+        self.released
+            .extend(refs.into_iter().filter_map(|r| match r {
+                Outgoing::Export(r) => Some(r),
+                Outgoing::Home(_) => None,
+            }));
+    }
+
+    /// Gives back the peer's exports among `refs`, which arrived in a value
+    /// nobody will read (a reply to a call its caller no longer awaits).
+    pub fn give_back(&mut self, refs: &[Incoming]) {
+        let wire: Vec<WireRef> = refs
+            .iter()
+            .filter_map(|r| match r {
+                Incoming::Import { key, fingerprint } => Some(WireRef::Sender {
+                    key: *key,
+                    fingerprint: *fingerprint,
+                }),
+                Incoming::Local(_) => None,
+            })
+            .collect();
+        if !self.is_closed() {
+            self.release_unused(&wire);
         }
     }
 
@@ -1171,7 +1220,10 @@ impl Session {
     }
 
     fn send_error(&mut self, id: u64, e: Error) {
-        let mut error = error_to_wire(&e);
+        self.send_wire_error(id, error_to_wire(&e));
+    }
+
+    fn send_wire_error(&mut self, id: u64, mut error: WireError) {
         // The peer's frame limit holds for errors too: a callee's error
         // value that does not fit is left out (the message says so), and
         // a message is cut to at most 4 KiB.

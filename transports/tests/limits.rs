@@ -602,3 +602,36 @@ async fn a_reference_of_the_wrong_interface_is_incompatible_and_named_plainly() 
     })
     .await
 }
+
+/// A connection that closes while the authenticator (the user's code, run
+/// unlocked) still decides stays closed: the late decision does not
+/// reopen it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_during_authentication_stays_closed() {
+    bounded(async {
+        let slow = |_: Option<&tether::transports::frame::Credentials>| {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(None)
+        };
+        let s = server(Config::new().authenticator(slow)).await;
+        let client = Node::new();
+        let peer = tcp::connect(&client, s.listener.local_addr(), Config::new())
+            .await
+            .unwrap();
+        let there = accepted(&s.listener).await;
+        // The connection is lost while the server still authenticates.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        there.abort();
+        let closed = there.closed().await;
+        assert!(!closed.by_us, "{closed:?}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            there.is_closed(),
+            "the late authentication did not reopen it"
+        );
+        assert!(there.bootstrap().await.is_err());
+        peer.closed().await;
+        s.listener.close().await;
+    })
+    .await
+}

@@ -37,7 +37,9 @@ use super::proxy::{Proxy, proxy_of};
 use super::two_phase::TwoPhase;
 use super::{FrameSink, FrameStream};
 use crate::frame::{MAX_LINEAGE, WireContext};
-use crate::session::{Answer, Closed, Event, Incoming, IncomingCall, Outgoing, Session};
+use crate::session::{
+    Answer, Closed, Event, Incoming, IncomingCall, Outgoing, Session, error_to_wire,
+};
 
 /// What the user's side knows of a connection's state.
 #[derive(Clone, Debug)]
@@ -154,13 +156,21 @@ impl Driver {
     /// the lock released, drops what the session let go of, acts on the
     /// events it caused and wakes the writer.
     pub(crate) fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
-        let (out, events, garbage, released, exported) = {
+        let (out, events, garbage, released, exported, send) = {
             let mut core = self.lock();
             let out = f(&mut core);
             let events: Vec<Event> = std::iter::from_fn(|| core.session.poll_event()).collect();
             let garbage = std::mem::take(&mut core.garbage);
             let released = core.session.take_released();
-            (out, events, garbage, released, core.session.take_exported())
+            let send = core.session.has_transmit() || core.session.is_closed();
+            (
+                out,
+                events,
+                garbage,
+                released,
+                core.session.take_exported(),
+                send,
+            )
         };
         drop((garbage, released));
         // Views exported for the first time: hear when they are replaced.
@@ -168,7 +178,11 @@ impl Driver {
             let me: Weak<dyn Watcher> = self.me.clone();
             r.watch(me);
         }
-        self.wake_writer.notify_one();
+        // Only when there is something to send (or the end to say): the
+        // writer itself takes its frames through here.
+        if send {
+            self.wake_writer.notify_one();
+        }
         for event in events {
             self.act(event);
         }
@@ -215,6 +229,13 @@ impl Driver {
                 let bootstrap = hello.bootstrap.map(|key| Proxy::bootstrap(self, key));
                 let old = {
                     let mut core = self.lock();
+                    // Closed meanwhile (the authenticator ran unlocked): it
+                    // stays closed.
+                    if core.session.is_closed() {
+                        drop(core);
+                        drop(bootstrap);
+                        return;
+                    }
                     core.principal = principal;
                     core.peer_node = Some(NodeId(hello.node));
                     std::mem::replace(&mut core.bootstrap, bootstrap)
@@ -250,6 +271,11 @@ impl Driver {
             return;
         }
         let Some(tx) = pending else {
+            // Its caller stopped waiting after the answer arrived: give
+            // back the references it brought, which nobody will import.
+            if let Answer::Value(refs, _) = &answer {
+                self.with(|core| core.session.give_back(refs));
+            }
             return;
         };
         let result = match answer {
@@ -311,7 +337,15 @@ impl Driver {
         } = call;
         let refs = self.import_all(refs);
         let driver = Arc::clone(self);
-        let task = async move {
+        // The task waits for `start` until it is registered (so that a
+        // cancel or a close acted on first is seen), and is spawned with
+        // the lock released: a runtime shutting down drops it at once,
+        // and with it the call's references and proxies.
+        let (start, started) = tokio::sync::oneshot::channel::<()>();
+        let work = async move {
+            if started.await.is_err() {
+                return;
+            }
             let args = Value::encoded_with(args, refs);
             let transaction = match context.transaction {
                 Some(tx) => match driver.two_phase.branch(&driver, tx) {
@@ -358,19 +392,40 @@ impl Driver {
             }
             driver.finish(id, oneway, result);
         };
-        let mut core = self.lock();
-        // Cancelled or closed meanwhile (events of other threads may have
-        // been acted on first): then the call does not start.
-        match (id, oneway) {
-            (Some(id), _) if core.session.is_answering(id) => {
-                let task = tokio::spawn(task);
-                core.running.insert(id, task.abort_handle());
+        let (id_, oneway_) = (id, oneway);
+        let panicked = Arc::clone(self);
+        let task = async move {
+            use futures_util::FutureExt;
+            if std::panic::AssertUnwindSafe(work)
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                // A filter panicked: the call still ends, and frees its place.
+                let e = Error::new(ErrorKind::Internal, "the call's filters panicked");
+                panicked.finish(id_, oneway_, Err(e));
             }
-            (None, Some(handle)) if core.session.is_running_oneway(handle) => {
-                let task = tokio::spawn(task);
-                core.running_oneway.insert(handle, task.abort_handle());
+        };
+        let handle = tokio::spawn(task).abort_handle();
+        let registered = {
+            let mut core = self.lock();
+            match (id, oneway) {
+                (Some(id), _) if core.session.is_answering(id) => {
+                    core.running.insert(id, handle.clone());
+                    true
+                }
+                (None, Some(handle_id)) if core.session.is_running_oneway(handle_id) => {
+                    core.running_oneway.insert(handle_id, handle.clone());
+                    true
+                }
+                _ => false,
             }
-            _ => core.garbage.push(Box::new(task)),
+        };
+        if registered {
+            let _ = start.send(());
+        } else {
+            // Cancelled or closed meanwhile: the call does not start.
+            handle.abort();
         }
     }
 
@@ -407,9 +462,15 @@ impl Driver {
         }
     }
 
-    /// Sends the reply to the peer's call `id`.
+    /// Sends the reply to the peer's call `id`. Encoding the value and the
+    /// error (the user's `Serialize`) and dropping them happen here, with
+    /// the lock released.
     fn answer(self: &Arc<Self>, id: u64, result: Result<Value, Error>) {
-        let encoded = result.and_then(|value| encode(&value, ErrorKind::Failed, "result"));
+        let encoded = match &result {
+            Ok(value) => encode(value, ErrorKind::Failed, "result").map_err(|e| error_to_wire(&e)),
+            Err(e) => Err(error_to_wire(e)),
+        };
+        drop(result);
         let encoded = encoded.map(|(refs, bytes)| (self.classify(refs), bytes));
         self.with(|core| {
             core.running.remove(&id);
@@ -537,11 +598,12 @@ async fn read_loop(driver: Arc<Driver>, mut stream: FrameStream) {
 async fn write_loop(driver: Arc<Driver>, mut sink: FrameSink) {
     let mut status = driver.status.subscribe();
     loop {
-        let (batch, closed) = {
-            let mut core = driver.lock();
+        // Through `with`: taking frames may close the session (a gathered
+        // Release over the node's budget), whose events must be acted on.
+        let (batch, closed) = driver.with(|core| {
             let batch: Vec<Bytes> = std::iter::from_fn(|| core.session.poll_transmit()).collect();
             (batch, core.session.is_closed())
-        };
+        });
         // A peer that reads nothing is cut off: each frame must be taken
         // within the write timeout, however much waits behind it.
         let limit = driver.write_timeout;

@@ -79,10 +79,16 @@ impl TwoPhase {
         let branch = Transaction::subordinate(TransactionId(id));
         let weak = Arc::downgrade(driver);
         let timer = abort_after(self.timeout, move || {
-            weak.upgrade()?.two_phase.take_branch(id)
+            weak.upgrade()?.two_phase.expire_branch(id)
         });
         state.branches.insert(id, (branch.clone(), timer));
         Ok(branch)
+    }
+
+    /// Removes this connection's branch of `id` for its own timer, which
+    /// goes on to abort it (stopping the timer would stop that abort).
+    fn expire_branch(&self, id: u64) -> Option<Transaction> {
+        self.lock().branches.remove(&id).map(|(branch, _)| branch)
     }
 
     /// Removes this connection's branch of `id` (and stops its timer).

@@ -59,7 +59,7 @@ pub(crate) mod opt_u128le {
 /// frame's decoder can refuse a longer one with a clear reason (postcard
 /// drops the text of a serde error).
 pub(crate) mod lineage {
-    use serde::de::{IgnoredAny, SeqAccess, Visitor};
+    use serde::de::{SeqAccess, Visitor};
     use serde::ser::SerializeSeq;
     use serde::{Deserializer, Serializer};
 
@@ -89,7 +89,8 @@ pub(crate) mod lineage {
                         None => return Ok(ids),
                     }
                 }
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                // The rest is read and dropped (postcard cannot skip).
+                while seq.next_element::<[u8; 8]>()?.is_some() {}
                 Ok(ids)
             }
         }
