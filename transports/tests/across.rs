@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
@@ -22,7 +21,7 @@ use tether::transports::{Config, Listener, Peer, tcp};
 use tether::{ErrorKind, Exposed, Node, Object, Principal, Value};
 use tokio::sync::Semaphore;
 
-use support::Raw;
+use support::{Raw, bounded, eventually};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BankError {
@@ -275,24 +274,6 @@ impl Bank2 {
 /// The tests take turns: they check the process-wide count of transaction
 /// branches, which a test running beside them would change.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Runs `f` with a bound, so that a hang fails the test instead of CI.
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), f)
-        .await
-        .expect("the test took more than 30 s")
-}
-
-/// Polls `cond` every 10 ms, up to 5 s; fails the test if it never holds.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not within 5 s");
-}
 
 async fn no_transactions_left() {
     eventually("every transaction branch ends", || {

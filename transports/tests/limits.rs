@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use tether::transports::session::{Answer, Outgoing};
 use tether::transports::{Config, Listener, Peer, tcp};
 use tether::{ErrorKind, Exposed, Node, Object, Ref, Value};
 
-use support::Raw;
+use support::{Raw, bounded, eventually};
 
 #[tether::interface]
 pub trait Gated {
@@ -69,22 +68,6 @@ impl Gated for Gate {
     }
 }
 
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .expect("the test hung")
-}
-
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not within 5 s");
-}
-
 struct Server {
     node: Node,
     gate: Exposed<Object<Gate>>,
@@ -107,6 +90,19 @@ async fn server(config: Config) -> Server {
         gate,
         listener,
     }
+}
+
+/// `n` references, each to a new object of `node`'s.
+fn gates(node: &Node, n: usize) -> Vec<Ref> {
+    (0..n)
+        .map(|_| {
+            node.expose(Gate::default())
+                .with_view("v", GatedInterface::view())
+                .unwrap()
+                .view("v")
+                .unwrap()
+        })
+        .collect()
 }
 
 async fn accepted(listener: &Listener) -> Peer {
@@ -171,15 +167,7 @@ async fn a_frame_with_too_many_references_is_refused_with_one_release() {
         let mut raw = Raw::connect(s.listener.local_addr()).await;
         // 2,000 references, one call: each of an object of the raw peer's.
         let mine = Node::new();
-        let refs: Vec<Ref> = (0..2_000)
-            .map(|_| {
-                mine.expose(Gate::default())
-                    .with_view("v", GatedInterface::view())
-                    .unwrap()
-                    .view("v")
-                    .unwrap()
-            })
-            .collect();
+        let refs = gates(&mine, 2_000);
         let gate_key = raw.lookup("gate").await.expect("the gate is published");
         let before = raw.seen.len();
         let id = raw.send(
@@ -205,19 +193,7 @@ async fn a_frame_with_too_many_references_is_refused_with_one_release() {
             "{releases} Release frames for 2,000 references"
         );
         // Wait for the Release: the exports are given back.
-        for _ in 0..100 {
-            if raw.session.tables().exports <= 1 {
-                break;
-            }
-            let id = raw.send(
-                gate_key,
-                "ping",
-                Value::serializable(()),
-                WireContext::default(),
-                Vec::new(),
-            );
-            raw.answer(id).await;
-        }
+        raw.until_given_back(gate_key).await;
         assert_eq!(
             raw.session.tables().exports,
             0,
@@ -493,15 +469,7 @@ async fn a_burst_of_references_costs_a_few_frames_not_one_each() {
         let s = server(Config::new()).await;
         let (mut raw, gate_key, _) = raw_peer(&s).await;
         let mine = Node::new();
-        let refs: Vec<Ref> = (0..200)
-            .map(|_| {
-                mine.expose(Gate::default())
-                    .with_view("v", GatedInterface::view())
-                    .unwrap()
-                    .view("v")
-                    .unwrap()
-            })
-            .collect();
+        let refs = gates(&mine, 200);
         let before = raw.seen.len();
         // The arguments index the table: a sequence of 200 references.
         let indices: Vec<u32> = (0..200).collect();
@@ -521,19 +489,7 @@ async fn a_burst_of_references_costs_a_few_frames_not_one_each() {
             |raw: &Raw, tag: Tag| raw.seen[before..].iter().filter(|t| **t == tag.0).count();
         assert_eq!(count(&raw, Tag::DESCRIBE), 1);
         // ... and gives them all back in a few frames.
-        for _ in 0..100 {
-            if raw.session.tables().exports == 0 {
-                break;
-            }
-            let id = raw.send(
-                gate_key,
-                "ping",
-                Value::serializable(()),
-                WireContext::default(),
-                Vec::new(),
-            );
-            raw.answer(id).await;
-        }
+        raw.until_given_back(gate_key).await;
         assert_eq!(raw.session.tables().exports, 0);
         let releases = count(&raw, Tag::RELEASE);
         assert!(

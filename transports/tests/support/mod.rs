@@ -123,6 +123,25 @@ impl Raw {
         }
     }
 
+    /// Pings export `key` until the peer has given back every reference
+    /// this side exported (a Release arrives between two answers), at most
+    /// 100 times.
+    pub async fn until_given_back(&mut self, key: u32) {
+        for _ in 0..100 {
+            if self.session.tables().exports == 0 {
+                return;
+            }
+            let id = self.send(
+                key,
+                "ping",
+                Value::serializable(()),
+                WireContext::default(),
+                Vec::new(),
+            );
+            self.answer(id).await;
+        }
+    }
+
     /// Waits for the answer to question `id`.
     pub async fn answer(&mut self, id: u64) -> Answer {
         loop {
@@ -133,4 +152,22 @@ impl Raw {
             }
         }
     }
+}
+
+/// Runs `f` with a bound, so that a hang fails the test instead of CI.
+pub async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(30), f)
+        .await
+        .expect("the test took more than 30 s")
+}
+
+/// Polls `cond` every 10 ms, up to 5 s; fails the test if it never holds.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 5 s");
 }
