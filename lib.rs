@@ -87,24 +87,73 @@
 //! run beside other readers.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use tether_semantics::*;
 pub use tether_stubgen::interface;
 
-/// Invocation abstractions: how a call is sent and how the caller waits.
-pub mod abstractions {
-    pub use tether_abstractions::*;
+// What an application names: about twenty items. The rest of the core, the
+// parts for writing abstractions, carriers and skeletons by hand, is in
+// `ext`, so that this page stays a map of the everyday API.
+pub use tether_semantics::{
+    BoxError, BoxFuture, Call, Client, Context, Directory, Error, ErrorKind, Exposed, Message,
+    Node, NodeId, Object, ObjectId, Principal, Ref, Selector, Value, View, ViewError,
+};
+
+#[doc(inline)]
+pub use tether_abstractions as abstractions;
+
+#[doc(inline)]
+pub use tether_filters as filters;
+
+#[doc(inline)]
+pub use tether_transports as transports;
+
+/// Extension points: what a new invocation abstraction, filter stack,
+/// backing, carrier or hand-written skeleton is built from.
+///
+/// An application does not need this module: [`interface`] generates the
+/// interface and skeleton parts, and the shipped
+/// [`abstractions`] and [`filters`]
+/// cover the usual semantics. Reach for it to write your own.
+///
+/// | to write | start from |
+/// |---|---|
+/// | an invocation abstraction | [`Abstraction`](ext::Abstraction), [`Outgoing`](ext::Outgoing), [`Dispatched`](ext::Dispatched) |
+/// | a skeleton by hand, or a dynamic interface | [`Interface`](ext::Interface), [`InterfaceDescriptor`](ext::InterfaceDescriptor), [`Serve`](ext::Serve), [`Skeleton`](ext::Skeleton) |
+/// | something other than a Rust object behind a view | [`Backing`](ext::Backing), [`ServiceObject`](ext::ServiceObject) |
+/// | a carrier (a remote target) | [`Invoke`](ext::Invoke), [`Delivery`](ext::Delivery), [`Served`](ext::Served) |
+/// | a transactional resource | [`Participant`](ext::Participant), [`Transaction`](ext::Transaction) |
+/// | code generic over a view's filters | [`Filters`](ext::Filters), [`FilterService`](ext::FilterService) |
+///
+/// ```
+/// use tether::ext::{AbstractionKind, ViewDescriptor};
+/// use tether::Node;
+///
+/// #[tether::interface]
+/// pub trait Echo {
+///     async fn echo(&self, text: String) -> String;
+/// }
+/// struct Parrot;
+/// impl Echo for Parrot {
+///     async fn echo(&self, text: String) -> String { text }
+/// }
+///
+/// let node = Node::new();
+/// let exposed = node.expose(Parrot).with_view("echo", EchoInterface::view()).unwrap();
+/// let described: ViewDescriptor = exposed.view("echo").unwrap().describe().unwrap();
+/// assert_eq!(described.view(), "echo");
+/// assert_eq!(described.kind_of("echo"), Some(AbstractionKind::Sync));
+/// ```
+pub mod ext {
+    pub use tether_semantics::transaction::{Participant, Transaction, TransactionId};
+    pub use tether_semantics::{
+        Abstraction, AbstractionKind, ActivationId, Backing, ChainId, Delivery, Detail, Dispatched,
+        FilterService, Filters, Interface, InterfaceDescriptor, Invoke, Method, MethodDescriptor,
+        MethodPath, MethodView, Outgoing, Param, Scoped, Serve, Served, ServiceObject, Skeleton,
+        Target, TraceId, ViewDescriptor, Watcher, boxed, check_fingerprint, selector_id,
+    };
 }
 
-/// Invocation filters, as tower layers.
-pub mod filters {
-    pub use tether_filters::*;
-}
-
-/// The Tether wire protocol and its carriers: memory, and TCP, WebSocket and QUIC behind the
-/// features `tcp`, `ws` (both on by default) and `quic`; see PROTOCOL.md.
-pub mod transports {
-    pub use tether_transports::*;
-}
+#[doc(hidden)]
+pub use tether_semantics::__private;
 
 /// The README's examples, compiled and run as doc-tests.
 #[doc = include_str!("README.md")]

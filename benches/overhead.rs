@@ -74,7 +74,10 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn client(
     node: &Node,
-    view: tether::View<CalcInterface, impl tether::Filters<CalcInterface, tether::Object<Adder>>>,
+    view: tether::View<
+        CalcInterface,
+        impl tether::ext::Filters<CalcInterface, tether::Object<Adder>>,
+    >,
 ) -> CalcClient {
     node.expose(Adder::default())
         .with_view("v", view)

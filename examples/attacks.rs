@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tether::abstractions::Oneway;
 use tether::transports::frame::{Tag, WireContext};
-use tether::transports::session::{Answer, Event, Outgoing};
+use tether::transports::session::{Answer, Event, OutgoingRef};
 use tether::transports::{Config, Listener, tcp};
 use tether::{Context, Node, Ref, Value};
 use tokio::io::AsyncWriteExt;
@@ -353,7 +353,7 @@ async fn client(small: bool) -> Result<(), Failure> {
         "ping",
         Value::serializable((indices,)),
         WireContext::default(),
-        refs.into_iter().map(Outgoing::Export).collect(),
+        refs.into_iter().map(OutgoingRef::Export).collect(),
     );
     let answer = raw.answer(id).await;
     for _ in 0..200 {

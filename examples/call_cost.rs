@@ -43,7 +43,7 @@ use pass::PassLayer;
 
 fn client<L>(node: &Node, view: tether::View<CalcInterface, L>) -> CalcClient
 where
-    L: tether::Filters<CalcInterface, tether::Object<Adder>>,
+    L: tether::ext::Filters<CalcInterface, tether::Object<Adder>>,
 {
     node.expose(Adder)
         .with_view("v", view)

@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tether::ext::{Transaction, TransactionId};
 use tether::filters::LoggingLayer;
-use tether::{
-    Context, Error, ErrorKind, Message, Node, Principal, Transaction, TransactionId, Value,
-};
+use tether::{Context, Error, ErrorKind, Message, Node, Principal, Value};
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
@@ -322,7 +321,7 @@ fn filters_are_plain_tower_services() {
     let svc = ServiceBuilder::new()
         .layer(LoggingLayer::new())
         .service_fn(|_m: Message| async { Ok::<_, Error>(Value::unit()) });
-    let _: &tether::filters::logging::Logging<_> = &svc;
+    let _: &tether::filters::logging::LoggingService<_> = &svc;
 }
 
 fn admin() -> Context {

@@ -19,7 +19,7 @@ use crate::{BoxFuture, Error, ErrorKind, MethodPath, Value};
 /// `Oneway`, `FutureCall`, and `Multicast` groups.
 ///
 /// ```
-/// use tether_semantics::{Abstraction, AbstractionKind, Dispatched, Outgoing};
+/// use tether::ext::{Abstraction, AbstractionKind, Dispatched, Outgoing};
 ///
 /// /// Like a sync call, but logs every call it starts.
 /// #[derive(Debug)]

@@ -43,7 +43,7 @@ thread_local! {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::time::{Duration, Instant};
-/// use tether_semantics::Context;
+/// use tether::Context;
 ///
 /// let ctx = Context::new().with_deadline(Instant::now() + Duration::from_secs(1));
 /// let chain = ctx.chain();
@@ -191,7 +191,7 @@ impl Context {
     /// other.
     ///
     /// ```
-    /// use tether_semantics::Context;
+    /// use tether::Context;
     /// let mut outer = Context::new();
     /// outer.enter();
     /// let mut inner = outer.clone();
@@ -377,7 +377,7 @@ impl Principal {
     /// A principal called `name` with `roles`.
     ///
     /// ```
-    /// use tether_semantics::Principal;
+    /// use tether::Principal;
     /// let p = Principal::new("alice", ["teller"]);
     /// assert!(p.has_role("teller"));
     /// assert!(!p.has_role("auditor"));

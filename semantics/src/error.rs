@@ -113,7 +113,7 @@ impl fmt::Debug for Detail {
 /// The error is one pointer wide, so `Result<T, Error>` stays small.
 ///
 /// ```
-/// use tether_semantics::{Error, ErrorKind};
+/// use tether::{Error, ErrorKind};
 /// let e = Error::new(ErrorKind::Overloaded, "too many calls in flight");
 /// assert!(e.is_overloaded());
 /// assert_eq!(e.to_string(), "overloaded: too many calls in flight");

@@ -17,7 +17,8 @@
 //! marker with its descriptor, and a skeleton that dispatches messages.
 //!
 //! ```
-//! use tether_semantics::*;
+//! use tether::*;
+//! use tether::ext::*;
 //!
 //! struct Adder;
 //!

@@ -21,7 +21,7 @@ use crate::{BoxFuture, Client, Error, ErrorKind, Interface, Message, Ref, Value,
 /// Cheap to clone; clones share the node.
 ///
 /// ```
-/// use tether_semantics::Node;
+/// use tether::Node;
 /// let node = Node::new();
 /// assert!(node.lookup_ref("bank/alice").unwrap_err().is_unknown_object());
 /// ```
@@ -161,15 +161,15 @@ impl Node {
 /// connected, or what it was handed. Cheap to clone; clones share.
 ///
 /// ```
-/// use tether_semantics::{Directory, Node};
+/// use tether::{Directory, Node};
 /// let node = Node::new();
 /// let guests = Directory::new();
-/// # let r = node.expose_service(tower::service_fn(|_: tether_semantics::Message| async {
-/// #     Ok::<_, tether_semantics::Error>(tether_semantics::Value::unit()) }));
-/// # struct I; impl tether_semantics::Interface for I {
-/// #   const DESCRIPTOR: &'static tether_semantics::InterfaceDescriptor =
-/// #       &tether_semantics::InterfaceDescriptor::new("I", &[], 1); }
-/// # let reference = r.set_view("v", tether_semantics::View::<I>::new()).unwrap();
+/// # let r = node.expose_service(tower::service_fn(|_: tether::Message| async {
+/// #     Ok::<_, tether::Error>(tether::Value::unit()) }));
+/// # struct I; impl tether::ext::Interface for I {
+/// #   const DESCRIPTOR: &'static tether::ext::InterfaceDescriptor =
+/// #       &tether::ext::InterfaceDescriptor::new("I", &[], 1); }
+/// # let reference = r.set_view("v", tether::View::<I>::new()).unwrap();
 /// guests.publish("lobby", reference);
 /// assert!(guests.lookup_ref("lobby").is_ok());
 /// assert!(node.lookup_ref("lobby").unwrap_err().is_unknown_object(), "not node-wide");

@@ -65,7 +65,7 @@ impl fmt::Display for Selector {
 /// The 32-bit FNV-1a hash of a method name: the selector id.
 ///
 /// ```
-/// use tether_semantics::selector_id;
+/// use tether::ext::selector_id;
 /// assert_eq!(selector_id("deposit"), selector_id("deposit"));
 /// assert_ne!(selector_id("deposit"), selector_id("withdraw"));
 /// ```

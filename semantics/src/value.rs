@@ -291,7 +291,7 @@ impl Value {
     /// travel.
     ///
     /// ```
-    /// use tether_semantics::Value;
+    /// use tether::Value;
     /// let v = Value::new(7_u64);
     /// assert_eq!(v.downcast_ref::<u64>(), Some(&7));
     /// assert_eq!(v.downcast::<u64>().ok(), Some(7));
@@ -387,7 +387,7 @@ impl Value {
     /// an `A`.
     ///
     /// ```
-    /// use tether_semantics::Value;
+    /// use tether::Value;
     /// let local = Value::new((2_u64, 3_u64));
     /// assert_eq!(local.args::<(u64, u64)>(), Some(&(2, 3)));
     /// // The same arguments as they arrive from another node:

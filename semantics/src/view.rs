@@ -53,7 +53,7 @@ use crate::{BoxError, BoxFuture};
 /// # Example
 ///
 /// ```
-/// # use tether_semantics::{View, Interface, InterfaceDescriptor};
+/// # use tether::View; use tether::ext::{Interface, InterfaceDescriptor};
 /// # struct CounterInterface;
 /// # impl Interface for CounterInterface {
 /// #     const DESCRIPTOR: &'static InterfaceDescriptor = &InterfaceDescriptor::new("Counter", &[], 0);
@@ -356,7 +356,7 @@ where
 /// at all (the skeleton's future is a `BoxFuture`).
 ///
 /// ```
-/// use tether_semantics::{BoxFuture, boxed};
+/// use tether::BoxFuture; use tether::ext::boxed;
 /// let inner: BoxFuture<'static, u8> = Box::pin(async { 1 });
 /// let addr = &*inner as *const _ as *const ();
 /// let outer = boxed(inner);

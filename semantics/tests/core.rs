@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tether::abstractions::{FutureCall, Oneway, SyncCall};
+use tether::ext::{AbstractionKind, Transaction, TransactionId};
 use tether::{
-    AbstractionKind, BoxFuture, Client, Context, Error, ErrorKind, Message, Node, Principal, Ref,
-    Transaction, TransactionId, Value, View, ViewError,
+    BoxFuture, Client, Context, Error, ErrorKind, Message, Node, Principal, Ref, Value, View,
+    ViewError,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tower::{Layer, Service};

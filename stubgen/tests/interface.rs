@@ -3,7 +3,8 @@
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 use serde::{Deserialize, Serialize};
-use tether::{Client, Interface, Node, selector_id};
+use tether::ext::{Interface, selector_id};
+use tether::{Client, Node};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Receipt {

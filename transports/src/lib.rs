@@ -10,8 +10,8 @@
 //!   `ws` (WebSocket) (both on by default) and `quic`.
 //!
 //! ```
-//! use tether_semantics::Node;
-//! use tether_transports::{Config, memory};
+//! use tether::Node;
+//! use tether::transports::{Config, memory};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let (a, b) = (Node::new(), Node::new());

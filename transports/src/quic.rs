@@ -8,8 +8,8 @@
 //! chains and trust roots.
 //!
 //! ```
-//! use tether_semantics::Node;
-//! use tether_transports::{Config, quic};
+//! use tether::Node;
+//! use tether::transports::{Config, quic};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dev = quic::Dev::localhost()?;

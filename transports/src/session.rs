@@ -24,9 +24,9 @@ use bytes::{Bytes, BytesMut};
 use tether_semantics::{Error, ErrorKind, Ref, ViewDescriptor};
 
 use crate::frame::{
-    Call, Cancel, Credentials, Describe, Description, Frame, FrameError, Goodbye, Hello, Limits,
-    OnewayCall, Outcome, Ping, Pong, Release, Released, Return, Revised, Tag, VERSION, WireContext,
-    WireError, WireMethod, WireRef, WireView, abstraction_code, error_code,
+    CallFrame, Cancel, Credentials, Describe, Description, Frame, FrameError, Goodbye, Hello,
+    Limits, OnewayFrame, Outcome, Ping, Pong, Release, Released, Return, Revised, Tag, VERSION,
+    WireContext, WireError, WireMethod, WireRef, WireView, abstraction_code, error_code,
 };
 
 /// What a session is configured with.
@@ -150,7 +150,7 @@ impl Callee {
 
 /// A reference about to be sent, as the driver classified it.
 #[derive(Clone, Debug)]
-pub enum Outgoing {
+pub enum OutgoingRef {
     /// A local object (or any reference this side serves): exported, and
     /// counted once more for the peer.
     Export(Ref),
@@ -914,7 +914,7 @@ impl Session {
             version,
         }: Callee,
         context: WireContext,
-        refs: Vec<Outgoing>,
+        refs: Vec<OutgoingRef>,
         args: Bytes,
         deadline: Option<Instant>,
     ) -> Result<u64, Error> {
@@ -923,7 +923,7 @@ impl Session {
             return Err(e);
         }
         let id = self.next_question;
-        let frame = Frame::Call(Call {
+        let frame = Frame::Call(CallFrame {
             id,
             key,
             selector,
@@ -947,14 +947,14 @@ impl Session {
             version,
         }: Callee,
         context: WireContext,
-        refs: Vec<Outgoing>,
+        refs: Vec<OutgoingRef>,
         args: Bytes,
     ) -> Result<(), Error> {
         if let Err(e) = self.check_open() {
             self.let_go(refs);
             return Err(e);
         }
-        let frame = Frame::Oneway(OnewayCall {
+        let frame = Frame::Oneway(OnewayFrame {
             key,
             selector,
             version,
@@ -989,7 +989,7 @@ impl Session {
     /// The error is already in its wire form ([`error_to_wire`]): making it
     /// may run the user's `Serialize` of the callee's error value, which
     /// the driver does before it takes its lock.
-    pub fn answer(&mut self, id: u64, result: Result<(Vec<Outgoing>, Bytes), WireError>) {
+    pub fn answer(&mut self, id: u64, result: Result<(Vec<OutgoingRef>, Bytes), WireError>) {
         if !self.answers.remove(&id) || self.is_closed() {
             // Nobody wants it: the references it would have carried are let
             // go, but not dropped here.
@@ -1014,11 +1014,11 @@ impl Session {
 
     /// Hands references that will not be sent to the driver, to drop where
     /// no lock of its is held.
-    fn let_go(&mut self, refs: Vec<Outgoing>) {
+    fn let_go(&mut self, refs: Vec<OutgoingRef>) {
         self.released
             .extend(refs.into_iter().filter_map(|r| match r {
-                Outgoing::Export(r) => Some(r),
-                Outgoing::Home(_) => None,
+                OutgoingRef::Export(r) => Some(r),
+                OutgoingRef::Home(_) => None,
             }));
     }
 
@@ -1124,12 +1124,12 @@ impl Session {
 
     /// Fills in the frame's reference table (exporting as needed) and
     /// sends it, unless it is too large for the peer.
-    fn send_out(&mut self, mut frame: Frame, refs: Vec<Outgoing>) -> Result<(), Error> {
+    fn send_out(&mut self, mut frame: Frame, refs: Vec<OutgoingRef>) -> Result<(), Error> {
         let wire: Vec<WireRef> = refs
             .into_iter()
             .map(|r| match r {
-                Outgoing::Home(key) => WireRef::Receiver { key },
-                Outgoing::Export(target) => WireRef::Sender {
+                OutgoingRef::Home(key) => WireRef::Receiver { key },
+                OutgoingRef::Export(target) => WireRef::Sender {
                     key: self.peek_key(&target),
                     fingerprint: target.interface().fingerprint(),
                 },

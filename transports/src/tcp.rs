@@ -17,8 +17,8 @@ use crate::{Config, Peer};
 /// Listens on `addr` and serves every connection for `node`.
 ///
 /// ```
-/// use tether_semantics::Node;
-/// use tether_transports::{Config, tcp};
+/// use tether::Node;
+/// use tether::transports::{Config, tcp};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let server = Node::new();

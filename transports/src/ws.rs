@@ -50,12 +50,12 @@ pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io:
 /// Where a WebSocket connection goes: a `ws://` or `wss://` URL, or, as
 /// for the other carriers, an address (`"127.0.0.1:7001"`, a
 /// `SocketAddr`), which means `ws://ADDR/`.
-pub trait Target {
+pub trait Endpoint {
     /// The URL to connect to.
     fn url(self) -> String;
 }
 
-impl Target for &str {
+impl Endpoint for &str {
     fn url(self) -> String {
         if self.starts_with("ws://") || self.starts_with("wss://") {
             self.to_string()
@@ -65,19 +65,19 @@ impl Target for &str {
     }
 }
 
-impl Target for &String {
+impl Endpoint for &String {
     fn url(self) -> String {
         self.as_str().url()
     }
 }
 
-impl Target for String {
+impl Endpoint for String {
     fn url(self) -> String {
         self.as_str().url()
     }
 }
 
-impl Target for std::net::SocketAddr {
+impl Endpoint for std::net::SocketAddr {
     fn url(self) -> String {
         format!("ws://{self}/")
     }
@@ -86,7 +86,7 @@ impl Target for std::net::SocketAddr {
 /// Connects to the node serving WebSocket connections at `to`: a URL
 /// (`ws://127.0.0.1:7001/`) or an address (`listener.local_addr()`). A
 /// connection that cannot be made fails with `disconnected`.
-pub async fn connect(node: &Node, to: impl Target, config: Config) -> Result<Peer, Error> {
+pub async fn connect(node: &Node, to: impl Endpoint, config: Config) -> Result<Peer, Error> {
     let url = to.url();
     let (ws, _) =
         tokio_tungstenite::connect_async_with_config(&url, Some(ws_config(&config)), true)

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tether::abstractions::{FutureCall, Multicast, Oneway, Policy};
+use tether::ext::AbstractionKind;
 use tether::filters::AccessLayer;
 use tether::filters::access::Who;
 use tether::transports::{Config, Listener, Peer, memory, quic, tcp, ws};
-use tether::{AbstractionKind, Client, Context, Directory, ErrorKind, Message, Node};
+use tether::{Client, Context, Directory, ErrorKind, Message, Node};
 
 #[tether::interface]
 pub trait Calc {
@@ -491,8 +492,14 @@ async fn oneway_future_and_multicast(link: Linker) {
     let l = link(&world, &node).await;
     let calc: CalcClient = l.client.lookup("calc/async").await.unwrap();
     let desc = calc.reference().describe().unwrap();
-    assert_eq!(desc.kind_of("note"), Some(tether::AbstractionKind::Oneway));
-    assert_eq!(desc.kind_of("slow"), Some(tether::AbstractionKind::Future));
+    assert_eq!(
+        desc.kind_of("note"),
+        Some(tether::ext::AbstractionKind::Oneway)
+    );
+    assert_eq!(
+        desc.kind_of("slow"),
+        Some(tether::ext::AbstractionKind::Future)
+    );
 
     calc.note("hello".into()).await.unwrap();
     let notes = || world.calc.object().notes.lock().unwrap().clone();

@@ -44,7 +44,7 @@ fn every_frame_round_trips() {
     round_trip(Frame::Goodbye(Goodbye {
         reason: "shutting down".into(),
     }));
-    round_trip(Frame::Call(Call {
+    round_trip(Frame::Call(CallFrame {
         id: 1,
         key: 2,
         selector: 0xdead_beef,
@@ -53,7 +53,7 @@ fn every_frame_round_trips() {
         refs: Vec::new(),
         args: Bytes::from_static(b"\x01\x02"),
     }));
-    round_trip(Frame::Call(Call {
+    round_trip(Frame::Call(CallFrame {
         id: 0,
         key: 0,
         selector: 0,
@@ -62,7 +62,7 @@ fn every_frame_round_trips() {
         refs: Vec::new(),
         args: Bytes::new(),
     }));
-    round_trip(Frame::Oneway(OnewayCall {
+    round_trip(Frame::Oneway(OnewayFrame {
         key: 9,
         selector: 3,
         version: u32::MAX,
@@ -129,7 +129,7 @@ fn every_frame_round_trips() {
 
 #[test]
 fn a_call_has_the_layout_protocol_md_draws() {
-    let call = Frame::Call(Call {
+    let call = Frame::Call(CallFrame {
         id: 300,
         key: 1,
         selector: 0x1122_3344,
@@ -177,7 +177,7 @@ fn a_lineage_longer_than_the_limit_is_malformed() {
         ..WireContext::default()
     };
     let call = |context: &WireContext| {
-        encode(&Frame::Oneway(OnewayCall {
+        encode(&Frame::Oneway(OnewayFrame {
             key: 1,
             selector: 1,
             version: 0,
@@ -211,7 +211,7 @@ fn a_lineage_longer_than_the_limit_is_malformed() {
 
 #[test]
 fn arguments_are_not_copied_on_decode() {
-    let call = Frame::Call(Call {
+    let call = Frame::Call(CallFrame {
         id: 1,
         key: 1,
         selector: 1,
@@ -346,7 +346,7 @@ proptest! {
         } else {
             WireRef::Sender { key, fingerprint }
         }).collect();
-        let frame = Frame::Call(Call {
+        let frame = Frame::Call(CallFrame {
             id, key, selector, version,
             context: WireContext { chain, transaction: tx, deadline_ms: deadline, trace, lineage },
             refs,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tether::abstractions::Oneway;
 use tether::transports::frame::{Tag, WireContext};
-use tether::transports::session::{Answer, Outgoing};
+use tether::transports::session::{Answer, OutgoingRef};
 use tether::transports::{Config, Listener, Peer, tcp};
 use tether::{ErrorKind, Exposed, Node, Object, Ref, Value};
 
@@ -175,7 +175,7 @@ async fn a_frame_with_too_many_references_is_refused_with_one_release() {
             "ping",
             Value::serializable(()),
             WireContext::default(),
-            refs.iter().cloned().map(Outgoing::Export).collect(),
+            refs.iter().cloned().map(OutgoingRef::Export).collect(),
         );
         match raw.answer(id).await {
             Answer::Error(e) => {
@@ -478,7 +478,7 @@ async fn a_burst_of_references_costs_a_few_frames_not_one_each() {
             "many",
             Value::serializable((indices,)),
             WireContext::default(),
-            refs.iter().cloned().map(Outgoing::Export).collect(),
+            refs.iter().cloned().map(OutgoingRef::Export).collect(),
         );
         match raw.answer(id).await {
             Answer::Value(_, bytes) => assert_eq!(bytes[..], [200, 1]),
@@ -529,7 +529,7 @@ async fn a_reference_of_the_wrong_interface_is_incompatible_and_named_plainly() 
             "many",
             Value::serializable((vec![0_u32],)),
             WireContext::default(),
-            vec![Outgoing::Export(other)],
+            vec![OutgoingRef::Export(other)],
         );
         match raw.answer(id).await {
             Answer::Error(e) => {

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tether::transports::frame::{Call, Frame, Hello, Tag, WireContext, WireRef};
+use tether::transports::frame::{CallFrame, Frame, Hello, Tag, WireContext, WireRef};
 use tether::transports::session::{
-    Answer, Callee, Event, Incoming, Outgoing, Session, SessionConfig,
+    Answer, Callee, Event, Incoming, OutgoingRef, Session, SessionConfig,
 };
 use tether::{ErrorKind, Node, Ref};
 
@@ -137,7 +137,7 @@ fn keys_never_handed_out_reach_nothing() {
     b.call(
         Callee::new(key, 7),
         WireContext::default(),
-        vec![Outgoing::Home(999)],
+        vec![OutgoingRef::Home(999)],
         Bytes::new(),
         None,
     )
@@ -163,7 +163,7 @@ fn references_are_counted_and_released() {
         b.call(
             Callee::new(key, 7),
             WireContext::default(),
-            vec![Outgoing::Export(cb.clone())],
+            vec![OutgoingRef::Export(cb.clone())],
             Bytes::new(),
             None,
         )
@@ -180,7 +180,7 @@ fn references_are_counted_and_released() {
         };
         assert_eq!(
             fingerprint,
-            <ThingInterface as tether::Interface>::DESCRIPTOR.fingerprint()
+            <ThingInterface as tether::ext::Interface>::DESCRIPTOR.fingerprint()
         );
         generation = a.import(key, alive);
         alive = true;
@@ -289,7 +289,7 @@ fn the_first_frame_must_be_a_hello_of_this_version() {
     let now = Instant::now();
     let mut a = Session::new(config(1), None, now);
     a.receive(
-        frame(Frame::Call(Call {
+        frame(Frame::Call(CallFrame {
             id: 1,
             key: 1,
             selector: 1,

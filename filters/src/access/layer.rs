@@ -4,7 +4,7 @@ use std::sync::Arc;
 use tether_semantics::{Interface, InterfaceDescriptor, Method, Principal};
 use tower::Layer;
 
-use super::Access;
+use super::AccessService;
 
 /// Who a rule lets in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,13 +66,13 @@ pub(crate) struct Rule {
 /// Adds access control to a view; see the [module](super) docs.
 ///
 /// ```
-/// # use tether_semantics::{Interface, InterfaceDescriptor, Method, Selector};
+/// # use tether::Selector; use tether::ext::{Interface, InterfaceDescriptor, Method};
 /// # struct AccountInterface;
 /// # impl Interface for AccountInterface {
 /// #     const DESCRIPTOR: &'static InterfaceDescriptor = &InterfaceDescriptor::new("Account", &[], 0);
 /// # }
 /// # impl AccountInterface { const BALANCE: Method<AccountInterface> = Method::new(Selector::new("balance")); }
-/// use tether_filters::access::{AccessLayer, Who};
+/// use tether::filters::access::{AccessLayer, Who};
 ///
 /// // Tellers may call everything; anybody may read the balance.
 /// let policy = AccessLayer::allow_role("teller")
@@ -135,9 +135,9 @@ impl AccessLayer {
 }
 
 impl<S> Layer<S> for AccessLayer {
-    type Service = Access<S>;
+    type Service = AccessService<S>;
 
-    fn layer(&self, inner: S) -> Access<S> {
-        Access::new(inner, self.rules.clone())
+    fn layer(&self, inner: S) -> AccessService<S> {
+        AccessService::new(inner, self.rules.clone())
     }
 }

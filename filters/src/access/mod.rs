@@ -27,4 +27,4 @@ mod layer;
 mod service;
 
 pub use layer::{AccessLayer, Who};
-pub use service::Access;
+pub use service::AccessService;

@@ -9,14 +9,14 @@ use super::layer::Rule;
 /// Lets a call through only if the view's policy allows its principal to
 /// call its method; see the [module](super) docs.
 #[derive(Clone, Debug)]
-pub struct Access<S> {
+pub struct AccessService<S> {
     inner: S,
     rules: Arc<[Rule]>,
 }
 
-impl<S> Access<S> {
+impl<S> AccessService<S> {
     pub(crate) fn new(inner: S, rules: Arc<[Rule]>) -> Self {
-        Access { inner, rules }
+        AccessService { inner, rules }
     }
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
@@ -67,7 +67,7 @@ impl<S> Access<S> {
     }
 }
 
-impl<S> Service<Message> for Access<S>
+impl<S> Service<Message> for AccessService<S>
 where
     S: Service<Message>,
     S::Future: Send + 'static,

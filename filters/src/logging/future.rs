@@ -25,18 +25,18 @@ pub(super) enum Log {
 }
 
 pin_project! {
-    /// What [`Logging`](super::Logging) wraps a call in when somebody
+    /// What [`LoggingService`](super::LoggingService) wraps a call in when somebody
     /// listens (its service returns it boxed).
-    pub struct ResponseFuture<F> {
+    pub struct LoggingFuture<F> {
         #[pin]
         inner: F,
         log: Log,
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F> LoggingFuture<F> {
     pub(super) fn new(inner: F, log: Log) -> Self {
-        ResponseFuture { inner, log }
+        LoggingFuture { inner, log }
     }
 }
 
@@ -46,7 +46,7 @@ macro_rules! completed {
     };
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, T, E> Future for LoggingFuture<F>
 where
     F: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
@@ -86,9 +86,9 @@ where
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F> std::fmt::Debug for LoggingFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture")
+        f.debug_struct("LoggingFuture")
             .field("spanned", &matches!(self.log, Log::Span { .. }))
             .finish_non_exhaustive()
     }

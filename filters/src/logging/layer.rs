@@ -1,12 +1,12 @@
 use tower::Layer;
 use tracing::Level;
 
-use super::Logging;
+use super::LoggingService;
 
-/// Wraps a view's service in [`Logging`].
+/// Wraps a view's service in [`LoggingService`].
 ///
 /// ```
-/// use tether_filters::LoggingLayer;
+/// use tether::filters::LoggingLayer;
 /// let quiet = LoggingLayer::new().with_level(tracing::Level::DEBUG);
 /// # let _ = quiet;
 /// ```
@@ -34,9 +34,9 @@ impl Default for LoggingLayer {
 }
 
 impl<S> Layer<S> for LoggingLayer {
-    type Service = Logging<S>;
+    type Service = LoggingService<S>;
 
-    fn layer(&self, inner: S) -> Logging<S> {
-        Logging::new(inner, self.level)
+    fn layer(&self, inner: S) -> LoggingService<S> {
+        LoggingService::new(inner, self.level)
     }
 }

@@ -24,6 +24,6 @@ mod future;
 mod layer;
 mod service;
 
-pub use future::ResponseFuture;
+pub use future::LoggingFuture;
 pub use layer::LoggingLayer;
-pub use service::Logging;
+pub use service::LoggingService;

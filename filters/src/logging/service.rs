@@ -6,20 +6,20 @@ use tower::Service;
 use tracing::level_filters::LevelFilter;
 use tracing::{Level, Span, field};
 
-use super::ResponseFuture;
+use super::LoggingFuture;
 use super::future::Log;
 
 /// Logs each call that passes through it; see the [module](super) docs.
 #[derive(Clone, Debug)]
-pub struct Logging<S> {
+pub struct LoggingService<S> {
     inner: S,
     level: Level,
 }
 
-impl<S> Logging<S> {
+impl<S> LoggingService<S> {
     /// Logs calls to `inner` at `level`.
     pub fn new(inner: S, level: Level) -> Self {
-        Logging { inner, level }
+        LoggingService { inner, level }
     }
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
@@ -72,7 +72,7 @@ fn span_for(level: Level, message: &Message) -> Span {
     span
 }
 
-impl<S> Service<Message> for Logging<S>
+impl<S> Service<Message> for LoggingService<S>
 where
     S: Service<Message>,
     S::Future: Send + 'static,
@@ -106,7 +106,7 @@ where
                 node: message.target().node(),
                 object: message.target().object(),
             };
-            return Box::pin(ResponseFuture::new(self.inner.call(message), log));
+            return Box::pin(LoggingFuture::new(self.inner.call(message), log));
         }
         let start = Instant::now();
         let inner = span.in_scope(|| self.inner.call(message));
@@ -115,6 +115,6 @@ where
             start,
             level: self.level,
         };
-        Box::pin(ResponseFuture::new(inner, log))
+        Box::pin(LoggingFuture::new(inner, log))
     }
 }

@@ -10,9 +10,9 @@ use tower::Service;
 use super::lock::{Permit, Queued};
 
 pin_project! {
-    /// The response future of [`Mutex`](super::Mutex): waits for the lock
+    /// The response future of [`MutexService`](super::MutexService): waits for the lock
     /// if it must, then runs the call holding it.
-    pub struct ResponseFuture<S>
+    pub struct MutexFuture<S>
     where
         S: Service<Message>,
     {
@@ -43,9 +43,9 @@ pin_project! {
     }
 }
 
-impl<S: Service<Message>> ResponseFuture<S> {
+impl<S: Service<Message>> MutexFuture<S> {
     pub(super) fn running(future: S::Future, permit: Permit) -> Self {
-        ResponseFuture {
+        MutexFuture {
             state: State::Running {
                 future,
                 permit: Some(permit),
@@ -59,7 +59,7 @@ impl<S: Service<Message>> ResponseFuture<S> {
         message: Message,
         max_wait: Duration,
     ) -> Self {
-        ResponseFuture {
+        MutexFuture {
             state: State::Waiting {
                 queued,
                 timer: Box::pin(tokio::time::sleep(max_wait)),
@@ -72,7 +72,7 @@ impl<S: Service<Message>> ResponseFuture<S> {
     }
 }
 
-impl<S> Future for ResponseFuture<S>
+impl<S> Future for MutexFuture<S>
 where
     S: Service<Message>,
     S::Error: Into<BoxError>,
@@ -135,8 +135,8 @@ where
     }
 }
 
-impl<S: Service<Message>> std::fmt::Debug for ResponseFuture<S> {
+impl<S: Service<Message>> std::fmt::Debug for MutexFuture<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("MutexFuture").finish_non_exhaustive()
     }
 }

@@ -4,19 +4,19 @@ use std::time::Duration;
 use tether_semantics::{Interface, Method};
 use tower::Layer;
 
-use super::Mutex;
+use super::MutexService;
 
 /// Adds mutual exclusion to a view; see the [module](super) docs.
 ///
 /// ```
-/// # use tether_semantics::{Interface, InterfaceDescriptor, Method, Selector};
+/// # use tether::Selector; use tether::ext::{Interface, InterfaceDescriptor, Method};
 /// # struct AccountInterface;
 /// # impl Interface for AccountInterface {
 /// #     const DESCRIPTOR: &'static InterfaceDescriptor = &InterfaceDescriptor::new("Account", &[], 0);
 /// # }
 /// # impl AccountInterface { const BALANCE: Method<AccountInterface> = Method::new(Selector::new("balance")); }
 /// use std::time::Duration;
-/// use tether_filters::MutexLayer;
+/// use tether::filters::MutexLayer;
 ///
 /// let exclusive = MutexLayer::exclusive().max_wait(Duration::from_secs(2));
 /// let shared_reads = MutexLayer::readers_writer([AccountInterface::BALANCE]);
@@ -68,9 +68,9 @@ impl MutexLayer {
 }
 
 impl<S> Layer<S> for MutexLayer {
-    type Service = Mutex<S>;
+    type Service = MutexService<S>;
 
-    fn layer(&self, inner: S) -> Mutex<S> {
-        Mutex::new(inner, self.readers.clone(), self.max_wait)
+    fn layer(&self, inner: S) -> MutexService<S> {
+        MutexService::new(inner, self.readers.clone(), self.max_wait)
     }
 }

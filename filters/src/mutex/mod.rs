@@ -46,6 +46,6 @@ mod layer;
 mod lock;
 mod service;
 
-pub use future::ResponseFuture;
+pub use future::MutexFuture;
 pub use layer::MutexLayer;
-pub use service::Mutex;
+pub use service::MutexService;

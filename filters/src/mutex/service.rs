@@ -5,13 +5,13 @@ use std::time::Duration;
 use tether_semantics::{BoxError, Message, NodeId, ObjectId};
 use tower::Service;
 
-use super::ResponseFuture;
+use super::MutexFuture;
 use super::lock::{Acquired, Asker, Mode, ObjectLock};
 
 /// Lets one call at a time into the object (or many readers); see the
 /// [module](super) docs.
 #[derive(Clone, Debug)]
-pub struct Mutex<S> {
+pub struct MutexService<S> {
     inner: S,
     /// One `Arc`, because a view clones its stack for every call.
     shared: Arc<Shared>,
@@ -27,11 +27,11 @@ struct Shared {
     cached: OnceLock<(NodeId, ObjectId, Arc<ObjectLock>)>,
 }
 
-impl<S> Mutex<S> {
+impl<S> MutexService<S> {
     /// Guards `inner`; methods whose selector ids are in `readers` share
     /// the lock.
     pub(crate) fn new(inner: S, readers: Arc<[u32]>, max_wait: Duration) -> Self {
-        Mutex {
+        MutexService {
             inner,
             shared: Arc::new(Shared {
                 readers,
@@ -54,14 +54,14 @@ impl<S> Mutex<S> {
     }
 }
 
-impl<S> Service<Message> for Mutex<S>
+impl<S> Service<Message> for MutexService<S>
 where
     S: Service<Message> + Clone,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S>;
+    type Future = MutexFuture<S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -82,12 +82,12 @@ where
             None => &cached.get_or_init(|| (node, object, target.state())).2,
         };
         match lock.acquire(Asker::of(message.context()), mode) {
-            Acquired::Now(permit) => ResponseFuture::running(self.inner.call(message), permit),
+            Acquired::Now(permit) => MutexFuture::running(self.inner.call(message), permit),
             Acquired::Queued(queued) => {
                 // The ready service goes with the call; a clone stays.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(queued, ready, message, self.shared.max_wait)
+                MutexFuture::waiting(queued, ready, message, self.shared.max_wait)
             }
         }
     }

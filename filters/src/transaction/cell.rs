@@ -25,7 +25,7 @@ use tokio::time::Instant;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use tether_filters::transaction::TxCell;
+/// use tether::filters::transaction::TxCell;
 /// let balance = TxCell::new(10_i64);
 /// balance.update(|b| *b += 5).await.unwrap(); // no transaction: at once
 /// assert_eq!(balance.get().await.unwrap(), 15);

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tether_semantics::Method;
 use tower::Layer;
 
-use super::Transaction;
+use super::TransactionService;
 
 /// How a method relates to transactions (the options Orleans users know).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,13 +28,13 @@ pub enum TxOption {
 /// one per method; see the [module](super) docs.
 ///
 /// ```
-/// # use tether_semantics::{Interface, InterfaceDescriptor, Method, Selector};
+/// # use tether::Selector; use tether::ext::{Interface, InterfaceDescriptor, Method};
 /// # struct AccountInterface;
 /// # impl Interface for AccountInterface {
 /// #     const DESCRIPTOR: &'static InterfaceDescriptor = &InterfaceDescriptor::new("Account", &[], 0);
 /// # }
 /// # impl AccountInterface { const BALANCE: Method<AccountInterface> = Method::new(Selector::new("balance")); }
-/// use tether_filters::transaction::{TransactionLayer, TxOption};
+/// use tether::filters::transaction::{TransactionLayer, TxOption};
 /// let transfer = TransactionLayer::create();
 /// let leg = TransactionLayer::join();
 /// // Deposits and withdrawals need a transaction; reading the balance
@@ -100,9 +100,9 @@ impl TransactionLayer {
 }
 
 impl<S> Layer<S> for TransactionLayer {
-    type Service = Transaction<S>;
+    type Service = TransactionService<S>;
 
-    fn layer(&self, inner: S) -> Transaction<S> {
-        Transaction::new(inner, self.option, self.methods.clone())
+    fn layer(&self, inner: S) -> TransactionService<S> {
+        TransactionService::new(inner, self.option, self.methods.clone())
     }
 }

@@ -48,7 +48,7 @@ mod service;
 
 pub use cell::TxCell;
 pub use layer::{TransactionLayer, TxOption};
-pub use service::{Transaction, TransactionFuture};
+pub use service::{TransactionFuture, TransactionService};
 
 /// How many transaction branches in this process have not ended (for
 /// tests and tools: zero when every transaction has committed or aborted

@@ -12,19 +12,19 @@ use super::TxOption;
 /// Starts, joins, refuses or leaves transactions as its option says; see
 /// the [module](super) docs.
 #[derive(Clone, Debug)]
-pub struct Transaction<S> {
+pub struct TransactionService<S> {
     inner: S,
     option: TxOption,
     methods: std::sync::Arc<[(u32, TxOption)]>,
 }
 
-impl<S> Transaction<S> {
+impl<S> TransactionService<S> {
     pub(crate) fn new(
         inner: S,
         option: TxOption,
         methods: std::sync::Arc<[(u32, TxOption)]>,
     ) -> Self {
-        Transaction {
+        TransactionService {
             inner,
             option,
             methods,
@@ -53,7 +53,7 @@ impl<S> Transaction<S> {
     }
 }
 
-impl<S> Service<Message> for Transaction<S>
+impl<S> Service<Message> for TransactionService<S>
 where
     S: Service<Message>,
     S::Error: Into<BoxError>,
@@ -105,7 +105,7 @@ where
 }
 
 pin_project! {
-    /// The response future of [`Transaction`]: when the call
+    /// The response future of [`TransactionService`]: when the call
     /// started the transaction, ends it (two-phase commit, or abort) as the
     /// call ends, and aborts it if dropped first.
     pub struct TransactionFuture<F: Future> {

@@ -89,19 +89,19 @@ impl Config {
     /// listener accepts.
     ///
     /// ```
-    /// use tether_semantics::{Directory, Node};
-    /// use tether_transports::{Config, memory};
+    /// use tether::{Directory, Node};
+    /// use tether::transports::{Config, memory};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let (server, client) = (Node::new(), Node::new());
     /// let guests = Directory::new();
     /// // Published node-wide, but this connection offers only `guests`:
-    /// # let object = server.expose_service(tower::service_fn(|_: tether_semantics::Message| async {
-    /// #     Ok::<_, tether_semantics::Error>(tether_semantics::Value::unit()) }));
-    /// # struct I; impl tether_semantics::Interface for I {
-    /// #   const DESCRIPTOR: &'static tether_semantics::InterfaceDescriptor =
-    /// #       &tether_semantics::InterfaceDescriptor::new("I", &[], 1); }
-    /// # let members_only = object.set_view("v", tether_semantics::View::<I>::new()).unwrap();
+    /// # let object = server.expose_service(tower::service_fn(|_: tether::Message| async {
+    /// #     Ok::<_, tether::Error>(tether::Value::unit()) }));
+    /// # struct I; impl tether::ext::Interface for I {
+    /// #   const DESCRIPTOR: &'static tether::ext::InterfaceDescriptor =
+    /// #       &tether::ext::InterfaceDescriptor::new("I", &[], 1); }
+    /// # let members_only = object.set_view("v", tether::View::<I>::new()).unwrap();
     /// server.publish("members", members_only);
     /// let (to_server, _) = memory::pair(&client, &server, Config::new(), Config::new().directory(guests));
     /// let e = to_server.lookup_ref("members").await.unwrap_err();

@@ -38,7 +38,7 @@ use super::two_phase::TwoPhase;
 use super::{FrameSink, FrameStream};
 use crate::frame::{MAX_LINEAGE, WireContext};
 use crate::session::{
-    Answer, Closed, Event, Incoming, IncomingCall, Outgoing, Session, error_to_wire,
+    Answer, Closed, Event, Incoming, IncomingCall, OutgoingRef, Session, error_to_wire,
 };
 
 /// What the user's side knows of a connection's state.
@@ -513,11 +513,11 @@ impl Driver {
 
     /// How each reference in an outgoing value travels: the peer's own
     /// objects go home by key; everything else is exported.
-    pub(crate) fn classify(self: &Arc<Self>, refs: Vec<Ref>) -> Vec<Outgoing> {
+    pub(crate) fn classify(self: &Arc<Self>, refs: Vec<Ref>) -> Vec<OutgoingRef> {
         refs.into_iter()
             .map(|r| match proxy_of(&r) {
-                Some(p) if p.is_of(self) => Outgoing::Home(p.key()),
-                _ => Outgoing::Export(r),
+                Some(p) if p.is_of(self) => OutgoingRef::Home(p.key()),
+                _ => OutgoingRef::Export(r),
             })
             .collect()
     }

@@ -20,8 +20,8 @@ use crate::session::{Closed, Tables};
 /// its references.
 ///
 /// ```
-/// use tether_semantics::Node;
-/// use tether_transports::{Config, memory};
+/// use tether::Node;
+/// use tether::transports::{Config, memory};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let (a, b) = (Node::new(), Node::new());

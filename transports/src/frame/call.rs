@@ -86,7 +86,7 @@ pub enum WireRef {
 ///        args: the rest of the frame (the argument tuple, postcard)
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Call {
+pub struct CallFrame {
     /// Chosen by the caller, unique among its calls in flight on this
     /// connection.
     pub id: u64,
@@ -106,7 +106,7 @@ pub struct Call {
     pub args: Bytes,
 }
 
-/// Where a call goes: the part [`Call`] and [`OnewayCall`] share. Borrows
+/// Where a call goes: the part [`CallFrame`] and [`OnewayFrame`] share. Borrows
 /// the reference table when encoding, owns it when decoded.
 #[derive(Serialize, Deserialize)]
 struct Address<'a> {
@@ -124,7 +124,7 @@ struct CallHeader<'a> {
     to: Address<'a>,
 }
 
-impl Call {
+impl CallFrame {
     pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
         let to = Address {
             key: self.key,
@@ -139,7 +139,7 @@ impl Call {
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
         let (CallHeader { id, to }, args) = take_then(tag, &body)?;
         check_lineage(tag, &to.context)?;
-        Ok(Call {
+        Ok(CallFrame {
             id,
             key: to.key,
             selector: to.selector,
@@ -163,7 +163,7 @@ fn check_lineage(tag: Tag, context: &WireContext) -> Result<(), FrameError> {
     Ok(())
 }
 
-/// A call that wants no reply: like [`Call`] without an id.
+/// A call that wants no reply: like [`CallFrame`] without an id.
 ///
 /// ```text
 /// body = key: varint u32
@@ -174,7 +174,7 @@ fn check_lineage(tag: Tag, context: &WireContext) -> Result<(), FrameError> {
 ///        args: the rest of the frame
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OnewayCall {
+pub struct OnewayFrame {
     /// The export called.
     pub key: u32,
     /// The method.
@@ -191,7 +191,7 @@ pub struct OnewayCall {
     pub args: Bytes,
 }
 
-impl OnewayCall {
+impl OnewayFrame {
     pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
         let to = Address {
             key: self.key,
@@ -206,7 +206,7 @@ impl OnewayCall {
     pub(super) fn decode(tag: Tag, body: Bytes) -> Result<Self, FrameError> {
         let (to, args): (Address<'_>, _) = take_then(tag, &body)?;
         check_lineage(tag, &to.context)?;
-        Ok(OnewayCall {
+        Ok(OnewayFrame {
             key: to.key,
             selector: to.selector,
             version: to.version,

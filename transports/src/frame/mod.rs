@@ -13,8 +13,8 @@
 //!
 //! Core tags are small numbers; tags from `0x8000_0000` up are for
 //! extensions (relay control and the like) and reach the application as
-//! [`Frame::Extension`]. Bodies are postcard-encoded structures; [`Call`],
-//! [`OnewayCall`] and a successful [`Return`] end with their arguments or
+//! [`Frame::Extension`]. Bodies are postcard-encoded structures; [`CallFrame`],
+//! [`OnewayFrame`] and a successful [`Return`] end with their arguments or
 //! value as the *rest of the frame*, unprefixed, so a caller encodes
 //! arguments once, straight into the frame, and a receiver reads them
 //! without copying. `PROTOCOL.md` at the repository's root draws every
@@ -26,7 +26,7 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use tether_transports::frame::{Cancel, Frame, Limits};
+//! use tether::transports::frame::{Cancel, Frame, Limits};
 //!
 //! let mut buf = BytesMut::new();
 //! Frame::Cancel(Cancel { id: 7 }).encode(&mut buf).unwrap();
@@ -50,7 +50,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use call::{
-    Call, Cancel, MAX_LINEAGE, OnewayCall, Outcome, Return, WireContext, WireError, WireRef,
+    CallFrame, Cancel, MAX_LINEAGE, OnewayFrame, Outcome, Return, WireContext, WireError, WireRef,
 };
 pub use codes::{abstraction_code, abstraction_from_code, error_code, error_from_code};
 pub use describe::{Describe, Description, Revised, WireMethod, WireView};
@@ -67,9 +67,9 @@ impl Tag {
     pub const HELLO: Tag = Tag(1);
     /// [`Goodbye`].
     pub const GOODBYE: Tag = Tag(2);
-    /// [`Call`].
+    /// [`CallFrame`].
     pub const CALL: Tag = Tag(3);
-    /// [`OnewayCall`].
+    /// [`OnewayFrame`].
     pub const ONEWAY: Tag = Tag(4);
     /// [`Cancel`].
     pub const CANCEL: Tag = Tag(5);
@@ -110,9 +110,9 @@ pub enum Frame {
     /// Closes a connection.
     Goodbye(Goodbye),
     /// A call that wants a reply.
-    Call(Call),
+    Call(CallFrame),
     /// A call that wants none.
-    Oneway(OnewayCall),
+    Oneway(OnewayFrame),
     /// Asks the callee to stop a call.
     Cancel(Cancel),
     /// The reply to a call.
@@ -260,8 +260,8 @@ impl Frame {
         Ok(match tag {
             Tag::HELLO => Frame::Hello(whole(tag, &body)?),
             Tag::GOODBYE => Frame::Goodbye(whole(tag, &body)?),
-            Tag::CALL => Frame::Call(Call::decode(tag, body)?),
-            Tag::ONEWAY => Frame::Oneway(OnewayCall::decode(tag, body)?),
+            Tag::CALL => Frame::Call(CallFrame::decode(tag, body)?),
+            Tag::ONEWAY => Frame::Oneway(OnewayFrame::decode(tag, body)?),
             Tag::CANCEL => Frame::Cancel(whole(tag, &body)?),
             Tag::RETURN => Frame::Return(Return::decode(tag, body)?),
             Tag::RELEASE => Frame::Release(whole(tag, &body)?),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tether::transports::frame::{Hello, WireContext};
 use tether::transports::session::{
-    Answer, Callee, Event, Incoming, Outgoing, Session, SessionConfig,
+    Answer, Callee, Event, Incoming, OutgoingRef, Session, SessionConfig,
 };
 use tether::{Selector, Value};
 use tokio::net::TcpStream;
@@ -94,7 +94,7 @@ impl Raw {
         method: &'static str,
         args: Value,
         context: WireContext,
-        refs: Vec<Outgoing>,
+        refs: Vec<OutgoingRef>,
     ) -> u64 {
         let mut bytes = Vec::new();
         args.encode(&mut bytes).unwrap();
