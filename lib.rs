@@ -62,29 +62,25 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # The `interface` macro
+//! # Where things are
 //!
-//! `#[tether::interface]` on a trait of `async fn(&self, ...)` methods
-//! generates, for `trait Account`:
+//! | you want to | use |
+//! |---|---|
+//! | make a trait callable | [`#[tether::interface]`](interface): a typed stub (`CounterClient`) and skeleton from the trait |
+//! | serve an object | [`Node::expose`], then [`Exposed::with_view`] for each view |
+//! | decide how each method is carried out | [`View`], with [`abstractions`] per method and [`filters`] (any tower layer) around them |
+//! | hand out and find objects | [`Node::publish`] and [`Node::lookup`]; per listener, a [`Directory`] |
+//! | call across nodes | [`transports`]: `tcp`, `ws`, `quic` and `memory`, all giving a [`Peer`](transports::Peer) |
+//! | set who calls, deadlines, traces | [`Context`], in scope around the calls |
+//! | tell failures apart | [`Error`] and its [`ErrorKind`]; the callee's own error in [`Error::callee`] |
+//! | write your own abstraction, backing or carrier | [`ext`] |
 //!
-//! * `AccountInterface`, a marker type with the interface descriptor, one
-//!   selector constant per method (`AccountInterface::DEPOSIT`), a
-//!   `view()` constructor, and the skeleton that serves any `T: Account`;
-//! * `AccountClient`, a typed stub whose methods return a [`Call`].
-//!
-//! Selectors are the FNV-1a hash of the method name: adding a method
-//! renumbers no other; two colliding names are a compile error. Arguments
-//! and results are any `serde` types, by value; a method returning
-//! `Result<T, E>` makes the stub return `Result<T, Error<E>>` with the
-//! callee's `E` in [`Error::callee`]. Methods returning `()` may be oneway.
-//!
-//! The trait's `async fn`s are rewritten to return `Send` futures (so
-//! objects can serve calls on a multi-threaded runtime); implement them
-//! with `async fn` as usual.
-//!
-//! A method marked `#[tether(read)]` only reads the object: a
-//! readers/writer lock built with `MutexLayer::readers_writer_of` lets it
-//! run beside other readers.
+//! A remote call can always fail: the peer may be gone, slow or refuse.
+//! Give calls that must not wait long a deadline
+//! (`Context::new().with_deadline(…).scope(call)`); without one, a call to
+//! a peer that stops answering fails when the connection's keepalive gives
+//! up (about 30 s by default, see [`Config`](transports::Config)).
+
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use tether_stubgen::interface;

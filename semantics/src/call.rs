@@ -20,6 +20,37 @@ use crate::{Context, Detail, Dispatched, Error, ErrorKind, Ref, Selector, Value}
 ///
 /// `E` is the callee's own error type for methods that return
 /// `Result<T, E>`; for other methods it is the erased [`Detail`], never set.
+///
+/// The call's [`Context`] (principal, deadline, trace) is the one in
+/// scope where it is made; give a call that must not wait long a deadline:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use tether::{Context, Node};
+///
+/// #[tether::interface]
+/// pub trait Slow {
+///     async fn nap(&self, ms: u64) -> u64;
+/// }
+/// struct Sleeper;
+/// impl Slow for Sleeper {
+///     async fn nap(&self, ms: u64) -> u64 {
+///         tokio::time::sleep(Duration::from_millis(ms)).await;
+///         ms
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Node::new();
+/// let slow: SlowClient = node.expose(Sleeper).with_view("v", SlowInterface::view())?.client("v")?;
+///
+/// assert_eq!(slow.nap(1).await?, 1);
+///
+/// let soon = Context::new().with_deadline(Instant::now() + Duration::from_millis(20));
+/// let late = soon.scope(slow.nap(60_000)).await.unwrap_err();
+/// assert!(late.is_deadline_exceeded());
+/// # Ok(()) }
+/// ```
 #[must_use = "a call may not start until it is awaited"]
 pub struct Call<T, E = Detail> {
     state: State,

@@ -48,6 +48,20 @@ impl<I> Clone for Method<I> {
 }
 impl<I> Copy for Method<I> {}
 
+/// A filter can compare a message's selector with a method constant:
+/// `message.selector() == AccountInterface::DEPOSIT`.
+impl<I> PartialEq<Method<I>> for Selector {
+    fn eq(&self, method: &Method<I>) -> bool {
+        *self == method.selector
+    }
+}
+
+impl<I> From<Method<I>> for Selector {
+    fn from(method: Method<I>) -> Selector {
+        method.selector
+    }
+}
+
 impl<I> fmt::Debug for Method<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Method({:?})", self.selector)

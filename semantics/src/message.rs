@@ -20,6 +20,41 @@ use crate::value::Value;
 /// arguments, in which context.
 ///
 /// Every filter sees the whole message; filters may change the context.
+/// A filter is any `tower::Layer` whose service takes a `Message`; here
+/// tower's `FilterLayer` with a plain function refuses large amounts
+/// before the object sees them, whether the caller is local or remote
+/// (the `custom_filter` example writes a filter out in full):
+///
+/// ```
+/// use tether::{Error, ErrorKind, Message, Node};
+/// use tower::filter::FilterLayer;
+///
+/// #[tether::interface]
+/// pub trait Till {
+///     async fn pay(&self, cents: u64) -> u64;
+/// }
+/// struct Shop;
+/// impl Till for Shop {
+///     async fn pay(&self, cents: u64) -> u64 { cents }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let capped = FilterLayer::new(|message: Message| {
+///     assert_eq!(message.target().view(), "till");
+///     let amount = message.args().args::<(u64,)>().map(|(cents,)| *cents);
+///     if message.selector() == TillInterface::PAY && amount > Some(10_000) {
+///         return Err(Error::new(ErrorKind::AccessDenied, "more than 100.00 in one payment"));
+///     }
+///     Ok(message)
+/// });
+///
+/// let node = Node::new();
+/// let shop = node.expose(Shop).with_view("till", TillInterface::view().layer(capped))?;
+/// let till: TillClient = shop.client("till")?;
+/// assert_eq!(till.pay(250).await?, 250);
+/// assert!(till.pay(50_000).await.unwrap_err().is_access_denied());
+/// # Ok(()) }
+/// ```
 pub struct Message {
     target: Target,
     selector: Selector,

@@ -250,6 +250,42 @@ impl fmt::Debug for Node {
 /// Views are named. Adding a view under a name that exists replaces it at
 /// once: calls already running finish under the old view, new calls use
 /// the new one, and references to the name keep working (and stay equal).
+///
+/// ```
+/// use tether::Node;
+///
+/// #[tether::interface]
+/// pub trait Greeter {
+///     async fn greet(&self, name: String) -> String;
+///     async fn rename(&self, to: String);
+/// }
+/// struct Host(std::sync::Mutex<String>);
+/// impl Greeter for Host {
+///     async fn greet(&self, name: String) -> String {
+///         format!("{}: hello, {name}", self.0.lock().unwrap())
+///     }
+///     async fn rename(&self, to: String) {
+///         *self.0.lock().unwrap() = to;
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Node::new();
+/// let host = node
+///     .expose(Host(std::sync::Mutex::new("host".into())))
+///     .with_view("owner", GreeterInterface::view())?
+///     .with_view("guest", GreeterInterface::view().only([GreeterInterface::GREET]))?;
+/// assert_eq!(host.views(), ["guest", "owner"]);
+///
+/// let guest: GreeterClient = host.client("guest")?;
+/// assert_eq!(guest.greet("ada".into()).await?, "host: hello, ada");
+/// assert!(guest.rename("mallory".into()).await.unwrap_err().is_unknown_method());
+///
+/// // The owner closes the guest view; references to it now fail visibly.
+/// assert!(host.remove_view("guest"));
+/// assert!(guest.greet("ada".into()).await.unwrap_err().is_unknown_object());
+/// # Ok(()) }
+/// ```
 pub struct Exposed<B> {
     inner: Arc<ExposedInner<B>>,
 }

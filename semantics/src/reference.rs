@@ -23,6 +23,37 @@ use crate::{
 ///
 /// Typed stubs wrap a `Ref`; [`Ref::call`] is the untyped call they make.
 ///
+/// ```
+/// use tether::{Client, Context, Node, Value};
+///
+/// #[tether::interface]
+/// pub trait Doubler {
+///     async fn double(&self, n: u64) -> u64;
+/// }
+/// struct Two;
+/// impl Doubler for Two {
+///     async fn double(&self, n: u64) -> u64 { 2 * n }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Node::new();
+/// let exposed = node.expose(Two).with_view("calc", DoublerInterface::view())?;
+/// let reference = exposed.view("calc")?;
+/// node.publish("doubler", reference.clone());
+/// assert_eq!(node.lookup_ref("doubler")?, reference, "one view, equal references");
+///
+/// // The untyped call a stub makes: arguments are the parameter tuple.
+/// let reply = reference
+///     .call(DoublerInterface::DOUBLE.selector(), Value::new((21_u64,)), Context::new())
+///     .await?;
+/// assert_eq!(reply.downcast_ref::<u64>(), Some(&42));
+///
+/// // The typed stub over the same reference.
+/// let doubler = DoublerClient::from_ref(reference)?;
+/// assert_eq!(doubler.double(4).await?, 8);
+/// # Ok(()) }
+/// ```
+///
 /// `Ref` hashes by identity, so it is a sound key in a `HashSet` or
 /// `HashMap` even though the view it points at can be replaced. Clippy's
 /// `mutable_key_type` lint cannot see that; add

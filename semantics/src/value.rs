@@ -17,6 +17,19 @@ use crate::Ref;
 /// its result back into the same box, which then travels back as the reply.
 /// Nothing is encoded. Filters may inspect values with [`Value::args`] and
 /// [`Value::downcast_ref`] when they know the types.
+///
+/// Between nodes a value arrives encoded, and is decoded the first time
+/// someone reads it as a type: a filter reading a remote call's arguments
+/// sees the same as for a local one.
+///
+/// ```
+/// use tether::Value;
+///
+/// let args = Value::new((2_u64, String::from("two")));
+/// assert_eq!(args.args::<(u64, String)>(), Some(&(2, "two".to_string())));
+/// assert!(args.args::<(u64,)>().is_none(), "not the type it holds");
+/// assert!(args.try_args::<(u64,)>().unwrap_err().is_bad_arguments());
+/// ```
 pub struct Value(Box<dyn Payload>);
 
 /// What a [`Value`] can hold: a plain value, or a call slot.

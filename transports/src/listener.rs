@@ -12,6 +12,41 @@ use crate::Peer;
 /// a [`Peer`]. Dropping the listener stops accepting; connections already
 /// made stay open until [`close`](Listener::close) or either side closes
 /// them.
+///
+/// ```
+/// use tether::Node;
+/// use tether::transports::{Config, tcp, ws};
+///
+/// #[tether::interface]
+/// pub trait Clock {
+///     async fn now(&self) -> u64;
+/// }
+/// struct Fixed;
+/// impl Clock for Fixed {
+///     async fn now(&self) -> u64 { 1_700_000_000 }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Node::new();
+/// let clock = server.expose(Fixed).with_view("public", ClockInterface::view())?;
+/// server.publish("clock", clock.view("public")?);
+///
+/// // One node, two carriers; port 0 lets the OS choose.
+/// let over_tcp = tcp::serve(&server, "127.0.0.1:0", Config::new()).await?;
+/// let over_ws = ws::serve(&server, "127.0.0.1:0", Config::new()).await?;
+///
+/// let client = Node::new();
+/// let peer = ws::connect(&client, over_ws.local_addr(), Config::new()).await?;
+/// let remote: ClockClient = peer.lookup("clock").await?;
+/// assert_eq!(remote.now().await?, 1_700_000_000);
+/// assert_eq!(over_ws.peers().len(), 1);
+/// assert!(over_tcp.peers().is_empty());
+///
+/// over_ws.close().await; // closes its connections too
+/// assert!(remote.now().await.unwrap_err().is_disconnected());
+/// over_tcp.close().await;
+/// # Ok(()) }
+/// ```
 pub struct Listener {
     local_addr: SocketAddr,
     peers: Peers,

@@ -31,6 +31,37 @@ where
 ///
 /// A listener passes its config to every connection it accepts, so what
 /// is set here for `serve` holds for each of them.
+///
+/// ```
+/// use std::time::Duration;
+/// use tether::{Node, Principal};
+/// use tether::transports::{Config, tcp};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The server knows one client, and notices a silent peer sooner.
+/// let server = Config::new()
+///     .authenticator(|credentials: Option<&tether::transports::frame::Credentials>| {
+///         match credentials {
+///             Some(c) if c.principal == "ada" && c.secret == b"s3cret" => {
+///                 Ok(Some(Principal::new("ada", ["staff"])))
+///             }
+///             _ => Err("unknown principal or wrong secret".to_string()),
+///         }
+///     })
+///     .keepalive(Duration::from_secs(2))
+///     .idle_timeout(Duration::from_secs(6))
+///     .max_frame(1 << 20);
+/// let listener = tcp::serve(&Node::new(), "127.0.0.1:0", server).await?;
+///
+/// let ada = tcp::connect(&Node::new(), listener.local_addr(), Config::new().credentials("ada", "s3cret")).await?;
+/// ada.opened().await?;
+/// assert_eq!(listener.peers()[0].principal().map(|p| p.name().to_string()), Some("ada".into()));
+///
+/// let eve = tcp::connect(&Node::new(), listener.local_addr(), Config::new().credentials("eve", "guess")).await?;
+/// assert!(eve.opened().await.unwrap_err().message().contains("wrong secret"));
+/// listener.close().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Default)]
 pub struct Config {
     pub(crate) session: SessionConfig,
