@@ -117,6 +117,15 @@ impl<I: Interface, L> View<I, L> {
 
     /// Adds a filter. The first filter added is the outermost (see
     /// [Order](View#order)).
+    ///
+    /// The stack's services must be `Clone + Send + Sync` (see
+    /// [`FilterService`]): a view clones its stack for every call, so
+    /// that calls never wait for one another in the stack. Middleware
+    /// whose service is not `Clone`, like tower's `RateLimit`, fails to
+    /// compile where the view is attached ("`RateLimit<…>: Clone` is not
+    /// satisfied"); put a `tower::buffer::BufferLayer` in front of it,
+    /// which runs the middleware once in its own task and hands out
+    /// cloneable handles (`examples/custom_filter.rs` does).
     pub fn layer<T>(self, layer: T) -> View<I, Stack<T, L>> {
         View {
             default: self.default,
@@ -289,6 +298,10 @@ where
 /// What a stack of filters must be: a cloneable, sendable tower service of
 /// messages answering values. Any tower middleware stack over Tether's
 /// services is one; its error converts through [`Error::from_boxed`].
+///
+/// Not `Clone`? A view clones its stack per call; put middleware with
+/// state that must not be cloned (tower's `RateLimit`) behind a
+/// `tower::buffer::BufferLayer`, as [`View::layer`] explains.
 pub trait FilterService:
     Service<Message, Response = Value, Error: Into<BoxError>, Future: Send>
     + Clone
