@@ -83,7 +83,9 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use tether_stubgen::interface;
+#[doc(no_inline)]
+pub use tether_semantics::schema::Schema;
+pub use tether_stubgen::{Schema, interface};
 
 // What an application names: about twenty items. The rest of the core, the
 // parts for writing abstractions, carriers and skeletons by hand, is in
@@ -139,6 +141,7 @@ pub use tether_transports as transports;
 /// assert_eq!(described.kind_of("echo"), Some(AbstractionKind::Sync));
 /// ```
 pub mod ext {
+    pub use tether_semantics::schema::{self, WireSchema};
     pub use tether_semantics::transaction::{Participant, Transaction, TransactionId};
     pub use tether_semantics::{
         Abstraction, AbstractionKind, ActivationId, Backing, ChainId, Delivery, Detail, Dispatched,

@@ -39,7 +39,7 @@ pub trait Gated {
 }
 
 /// What the server reports about itself.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, tether::Schema)]
 pub struct Stats {
     rss_kib: u64,
     connections: u64,

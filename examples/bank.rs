@@ -31,7 +31,7 @@ use tether::transports::{Config, Listener, Peer, tcp};
 use tether::{Context, Node, Principal};
 
 /// Why a bank call failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, tether::Schema)]
 pub enum BankError {
     /// Not enough money.
     Insufficient {

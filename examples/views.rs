@@ -24,7 +24,7 @@ use tether::filters::LoggingLayer;
 use tether::{Client, Node};
 
 /// Why a deposit was refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, tether::Schema)]
 pub enum AccountError {
     /// The deposit is above the account's limit.
     OverLimit {

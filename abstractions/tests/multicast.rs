@@ -12,13 +12,13 @@ use tether::abstractions::{Multicast, Oneway, Policy};
 use tether::{Error, ErrorKind, Exposed, Node, Object, Ref};
 use tokio::sync::{Semaphore, mpsc};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, tether::Schema)]
 pub enum StoreError {
     Down(usize),
 }
 
 /// Deliberately not `Clone`: a group copies it by a serde round trip.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize, tether::Schema)]
 pub struct Blob(Vec<u8>);
 
 #[tether::interface]

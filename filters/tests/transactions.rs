@@ -11,7 +11,7 @@ use tether::filters::transaction::{TxCell, active_transactions};
 use tether::{Exposed, Node, Object};
 use tokio::sync::Semaphore;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, tether::Schema)]
 pub enum BankError {
     Insufficient { balance: i64 },
     Injected,

@@ -4,6 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::Selector;
+use crate::schema::MethodSchema;
 
 /// A Rust trait made callable through Tether.
 ///
@@ -100,9 +101,11 @@ impl InterfaceDescriptor {
         self.methods
     }
 
-    /// A 64-bit hash of the trait's name and every method's name, parameter
-    /// types and return type, as written. Two sides with the same
-    /// fingerprint agree on the wire types.
+    /// A 64-bit hash of the interface's canonical schema: its name and each
+    /// method's name, parameter, result and error schemas (PROTOCOL.md,
+    /// §9.2; [`interface_fingerprint`](crate::schema::interface_fingerprint)).
+    /// Two sides with the same fingerprint agree on the wire types; any
+    /// language computes it from a Description.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
@@ -126,6 +129,7 @@ pub struct MethodDescriptor {
     returns: &'static str,
     error: Option<&'static str>,
     reads: bool,
+    schema: Option<&'static MethodSchema>,
 }
 
 impl MethodDescriptor {
@@ -142,7 +146,21 @@ impl MethodDescriptor {
             returns,
             error,
             reads: false,
+            schema: None,
         }
+    }
+
+    #[doc(hidden)]
+    pub const fn with_schema(mut self, schema: &'static MethodSchema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// The wire schemas of the parameters, result and callee error, for
+    /// interfaces made by the interface macro; `None` for hand-written
+    /// descriptors that give none.
+    pub fn schema(&self) -> Option<&'static MethodSchema> {
+        self.schema
     }
 
     #[doc(hidden)]

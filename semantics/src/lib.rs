@@ -65,6 +65,7 @@ mod interface;
 mod message;
 mod node;
 mod reference;
+pub mod schema;
 mod selector;
 pub mod transaction;
 mod travel;

@@ -20,6 +20,8 @@ pub use std::boxed::Box;
 pub use std::sync::Arc;
 
 pub use crate::interface::{InterfaceDescriptor, MethodDescriptor, Param};
+pub use crate::schema;
+pub use crate::schema::Schema;
 pub use crate::{
     BoxFuture, Call, Client, Context, Detail, Error, Interface, Message, Method, Ref, Selector,
     Serve, Target, Value, View,

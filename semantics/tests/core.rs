@@ -19,7 +19,7 @@ use tether::{
 use tokio::sync::{Semaphore, mpsc};
 use tower::{Layer, Service};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, tether::Schema)]
 pub enum CalcError {
     DivideByZero,
 }

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ReturnType, TraitItem, Type};
 
-use crate::parse::{MethodSpec, Ret, Spec, selector_id, type_key, type_string};
+use crate::parse::{MethodSpec, Ret, Spec, selector_id, type_string};
 
 /// The one path generated code reaches the runtime through.
 fn rt() -> TokenStream {
@@ -107,11 +107,20 @@ fn marker(spec: &Spec) -> TokenStream {
             }
         };
         let reads = m.reads.then(|| quote!(.reading()));
+        let schema = method_schema(m);
         quote! {
             #rt::MethodDescriptor::new(#rt::Selector::new(#name), &[ #(#params),* ], #returns, #error) #reads
+                .with_schema(&#schema)
         }
     });
-    let fingerprint = fingerprint(spec);
+    // The fingerprint hashes the canonical schema, methods sorted by name,
+    // at compile time.
+    let mut sorted: Vec<&MethodSpec> = spec.methods.iter().collect();
+    sorted.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let sorted_schemas = sorted.iter().map(|m| method_schema(m));
+    let fingerprint = quote! {
+        #rt::schema::interface_fingerprint(#trait_str, &[ #(#sorted_schemas),* ])
+    };
 
     let wire_checks = spec.methods.iter().flat_map(|m| {
         let mut types: Vec<&Type> = m.params.iter().map(|(_, t)| t).collect();
@@ -253,6 +262,7 @@ fn client(spec: &Spec) -> TokenStream {
         }
     });
 
+    let ref_name = format!("tether::Ref<{trait_str}>");
     let doc = format!(
         "A typed stub for [`{trait_str}`]: each method sends a call through the referenced view and returns a [`Call`](::tether::Call) to await. The view decides how the call is carried out."
     );
@@ -294,31 +304,41 @@ fn client(spec: &Spec) -> TokenStream {
             }
         }
 
+        // Its wire schema: a reference to this interface.
+        impl #rt::schema::Schema for #client {
+            const SCHEMA: &'static #rt::schema::NamedType =
+                &#rt::schema::NamedType {
+                    name: #ref_name,
+                    ty: &#rt::schema::DataModelType::U32,
+                };
+        }
+
         impl #client {
             #(#methods)*
         }
     }
 }
 
-/// FNV-1a 64 over the trait's name and its methods' signatures (types by
-/// their last path segments), sorted by method name so that reordering
-/// methods keeps the fingerprint.
-fn fingerprint(spec: &Spec) -> u64 {
-    let mut sigs: Vec<String> = spec
-        .methods
-        .iter()
-        .map(|m| {
-            let params: Vec<String> = m.params.iter().map(|(_, t)| type_key(t)).collect();
-            let ret = match &m.ret {
-                Ret::Plain(t) => type_key(t),
-                Ret::Fallible(t, e) => format!("{}!{}", type_key(t), type_key(e)),
-            };
-            format!("{}({})->{}", m.name, params.join(","), ret)
-        })
-        .collect();
-    sigs.sort();
-    let text = format!("{}|{}", spec.name, sigs.join("|"));
-    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// The `MethodSchema` of one method: each type's postcard-schema, named
+/// at the type's span so that a type without one is reported there.
+fn method_schema(m: &MethodSpec) -> TokenStream {
+    let rt = rt();
+    let name = &m.name;
+    let schema_of = |t: &Type| quote_spanned!(t.span()=> <#t as #rt::schema::Schema>::SCHEMA);
+    let params = m.params.iter().map(|(_, t)| schema_of(t));
+    let (result, error) = match &m.ret {
+        Ret::Plain(t) => (schema_of(t), quote!(::core::option::Option::None)),
+        Ret::Fallible(t, e) => {
+            let e = schema_of(e);
+            (schema_of(t), quote!(::core::option::Option::Some(#e)))
+        }
+    };
+    quote! {
+        #rt::schema::MethodSchema {
+            name: #name,
+            params: &[ #(#params),* ],
+            result: #result,
+            error: #error,
+        }
+    }
 }

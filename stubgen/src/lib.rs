@@ -8,6 +8,7 @@ use proc_macro::TokenStream;
 
 mod expand;
 mod parse;
+mod schema;
 
 /// Makes a trait of `async fn`s callable through Tether.
 ///
@@ -38,7 +39,7 @@ mod parse;
 ///     async fn withdraw(&self, cents: u64) -> Result<u64, Refused>;
 /// }
 ///
-/// #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize, tether::Schema)]
 /// pub struct Refused { pub short_by: u64 }
 ///
 /// struct Wallet(std::sync::Mutex<u64>);
@@ -112,4 +113,47 @@ pub fn interface(attr: TokenStream, item: TokenStream) -> TokenStream {
         eprintln!("{output}");
     }
     output.into()
+}
+
+/// Writes the wire schema of a struct or enum: `#[derive(tether::Schema)]`
+/// beside serde's derives. Every type an interface's methods take or
+/// return needs one, so that a peer without Rust types (another language,
+/// a browser) can encode and decode it; `#[tether::interface]` checks it,
+/// at the type.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize, tether::Schema)]
+/// pub struct Point {
+///     pub x: i32,
+///     pub y: i32,
+/// }
+///
+/// #[derive(serde::Serialize, serde::Deserialize, tether::Schema)]
+/// pub enum Shape {
+///     Dot(Point),
+///     Line { from: Point, to: Point },
+/// }
+///
+/// let schema = tether::ext::WireSchema::of::<Shape>().unwrap();
+/// assert_eq!(
+///     schema.to_string(),
+///     "Dot { x: i32, y: i32 } | Line { from: { x: i32, y: i32 }, to: { x: i32, y: i32 } }"
+/// );
+/// // `Dot(Point)` is encoded as a struct variant of Point's fields would be,
+/// // so its canonical schema is that (PROTOCOL.md, §9.1).
+/// ```
+///
+/// The schema follows serde's `rename` (of fields and variants) and
+/// `transparent`. Attributes that change the encoding in ways a schema
+/// cannot describe (`skip`, `flatten`, `with`, `tag`, `untagged`,
+/// `rename_all`, …) are refused at their span; implement
+/// `tether::Schema` by hand for such a type. The trait is
+/// [postcard-schema](https://docs.rs/postcard-schema)'s, so types that
+/// derive it there work too.
+#[proc_macro_derive(Schema, attributes(serde))]
+pub fn derive_schema(item: TokenStream) -> TokenStream {
+    match syn::parse::<syn::DeriveInput>(item) {
+        Ok(input) => schema::derive(input).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
 }

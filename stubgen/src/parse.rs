@@ -306,27 +306,6 @@ pub(crate) fn type_string(ty: &Type) -> String {
     s
 }
 
-/// A type as the fingerprint sees it: module paths dropped (`a::b::T<x::U>`
-/// is `T<U>`), so two sides that import a type differently agree.
-pub(crate) fn type_key(ty: &Type) -> String {
-    struct LastSegments;
-    impl syn::visit_mut::VisitMut for LastSegments {
-        fn visit_type_path_mut(&mut self, p: &mut syn::TypePath) {
-            syn::visit_mut::visit_type_path_mut(self, p);
-            if p.qself.is_none() {
-                if let Some(last) = p.path.segments.pop() {
-                    p.path.segments.clear();
-                    p.path.segments.push(last.into_value());
-                    p.path.leading_colon = None;
-                }
-            }
-        }
-    }
-    let mut ty = ty.clone();
-    syn::visit_mut::VisitMut::visit_type_mut(&mut LastSegments, &mut ty);
-    type_string(&ty)
-}
-
 #[derive(Default)]
 struct Errors(Option<syn::Error>, usize);
 

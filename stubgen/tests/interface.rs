@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tether::ext::{Interface, selector_id};
 use tether::{Client, Node};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, tether::Schema)]
 pub struct Receipt {
     pub id: u64,
 }
@@ -132,7 +132,7 @@ async fn stubs_and_skeletons_round_trip() {
 mod hygiene {
     #![no_implicit_prelude]
 
-    #[derive(::serde::Serialize, ::serde::Deserialize, ::core::fmt::Debug)]
+    #[derive(::serde::Serialize, ::serde::Deserialize, ::core::fmt::Debug, ::tether::Schema)]
     pub struct Oops;
 
     #[::tether::interface]

@@ -26,7 +26,7 @@ use tether_semantics::{Error, ErrorKind, Ref, ViewDescriptor};
 use crate::frame::{
     CallFrame, Cancel, Credentials, Describe, Description, Frame, FrameError, Goodbye, Hello,
     Limits, OnewayFrame, Outcome, Ping, Pong, Release, Released, Return, Revised, Tag, VERSION,
-    WireContext, WireError, WireMethod, WireRef, WireView, abstraction_code, error_code,
+    WireContext, WireError, WireMethod, WireRef, WireTypes, WireView, abstraction_code, error_code,
 };
 
 /// What a session is configured with.
@@ -1339,6 +1339,13 @@ pub fn wire_view(d: &ViewDescriptor) -> WireView {
                 selector: m.method.selector().id(),
                 name: m.method.name().to_string(),
                 kind: abstraction_code(m.kind),
+                // Only a hand-written `Schema` holding postcard-schema's
+                // `Schema` type has no canonical form; such a method is
+                // described without types.
+                types: m
+                    .method
+                    .schema()
+                    .and_then(|schema| WireTypes::of(m.method.params(), schema).ok()),
             })
             .collect(),
     }

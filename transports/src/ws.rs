@@ -1,6 +1,10 @@
 //! The WebSocket carrier: each frame is one binary message. A browser's
 //! `WebSocket` (with `binaryType = "arraybuffer"`) can connect to
 //! [`serve`]'s listener and speak the protocol.
+//!
+//! A listener accepts any path. A client may offer the subprotocol
+//! [`SUBPROTOCOL`] (`"tether"`); the listener then selects it, as a
+//! browser requires of a subprotocol it offered. [`connect`] offers it.
 
 use std::io;
 use std::sync::Arc;
@@ -10,8 +14,38 @@ use tether_semantics::{Error, Node};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::ToSocketAddrs;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// The WebSocket subprotocol of Tether connections (PROTOCOL.md, §1).
+pub const SUBPROTOCOL: &str = "tether";
+
+const PROTOCOL_HEADER: &str = "sec-websocket-protocol";
+
+/// Selects [`SUBPROTOCOL`] if the client offered it; a client that offers
+/// none is served too.
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
+fn select_subprotocol(
+    request: &Request,
+    mut response: Response,
+) -> Result<Response, ErrorResponse> {
+    let offered = request
+        .headers()
+        .get_all(PROTOCOL_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL);
+    if offered {
+        response
+            .headers_mut()
+            .insert(PROTOCOL_HEADER, HeaderValue::from_static(SUBPROTOCOL));
+    }
+    Ok(response)
+}
 
 use crate::connection::{FrameSink, FrameStream};
 use crate::listener::{Listener, admit, cannot_connect, serve_tcp};
@@ -35,8 +69,11 @@ pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io:
         // The handshake runs in its own task: a slow client must not hold
         // up the others.
         tokio::spawn(async move {
-            let handshake =
-                tokio_tungstenite::accept_async_with_config(stream, Some(ws_config(&config)));
+            let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+                stream,
+                select_subprotocol,
+                Some(ws_config(&config)),
+            );
             match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
                 Ok(Ok(ws)) => admit(&peers, over(&node, ws, config)),
                 Ok(Err(e)) => tracing::debug!(error = %e, "WebSocket handshake failed"),
@@ -88,10 +125,19 @@ impl Endpoint for std::net::SocketAddr {
 /// connection that cannot be made fails with `disconnected`.
 pub async fn connect(node: &Node, to: impl Endpoint, config: Config) -> Result<Peer, Error> {
     let url = to.url();
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(&url, Some(ws_config(&config)), true)
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| cannot_connect(&url, &to_io(e)))?;
+    request
+        .headers_mut()
+        .insert(PROTOCOL_HEADER, HeaderValue::from_static(SUBPROTOCOL));
+    let (ws, response) =
+        tokio_tungstenite::connect_async_with_config(request, Some(ws_config(&config)), true)
             .await
             .map_err(|e| cannot_connect(&url, &to_io(e)))?;
+    let selected = response.headers().get(PROTOCOL_HEADER);
+    tracing::debug!(?selected, "WebSocket connected");
     Ok(over(node, ws, config))
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use support::{Raw, bounded, eventually};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, tether::Schema)]
 pub enum BankError {
     Insufficient { balance: i64 },
     Injected,

@@ -31,7 +31,7 @@ pub trait Calc {
 
 /// A `u64` that counts how often it is decoded, to check that a remote
 /// call's arguments are decoded once, whoever reads them.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, tether::Schema)]
 pub struct Counted(pub u64);
 
 static DECODED: AtomicU64 = AtomicU64::new(0);

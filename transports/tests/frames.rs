@@ -105,11 +105,24 @@ fn every_frame_round_trips() {
                 fingerprint: 0xfeed_face_cafe_beef,
                 view: "teller".into(),
                 version: 2,
-                methods: vec![WireMethod {
-                    selector: 7,
-                    name: "note".into(),
-                    kind: abstraction_code(AbstractionKind::Oneway),
-                }],
+                methods: vec![
+                    WireMethod {
+                        selector: 7,
+                        name: "note".into(),
+                        kind: abstraction_code(AbstractionKind::Oneway),
+                        types: None,
+                    },
+                    WireMethod {
+                        selector: 8,
+                        name: "withdraw".into(),
+                        kind: abstraction_code(AbstractionKind::Sync),
+                        types: Some(WireTypes {
+                            params: vec![("cents".into(), vec![0x04])],
+                            result: vec![0x04],
+                            error: Some(vec![0x0e]),
+                        }),
+                    },
+                ],
             }),
             None,
         ],

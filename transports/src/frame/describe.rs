@@ -1,6 +1,7 @@
 //! Asking what a view offers.
 
 use serde::{Deserialize, Serialize};
+use tether_semantics::schema::{SchemaError, WireSchema};
 
 /// Asks what the exports `keys` offer: one question for many references,
 /// so a value that brings hundreds costs one frame.
@@ -64,6 +65,7 @@ pub struct WireView {
 /// WireMethod = selector: u32 (4 bytes, little endian)
 ///              name: string
 ///              kind: u8       0 sync, 1 oneway, 2 future
+///              types: option<WireTypes>   none: the interface gives no schemas
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireMethod {
@@ -74,6 +76,78 @@ pub struct WireMethod {
     pub name: String,
     /// How the view carries it out (see [`abstraction_code`](super::abstraction_code)).
     pub kind: u8,
+    /// The wire schemas of its parameters, result and callee error.
+    pub types: Option<WireTypes>,
+}
+
+/// A method's types, each as a canonical schema (PROTOCOL.md, §9.1) in a
+/// byte string.
+///
+/// ```text
+/// WireTypes = params: varint n, then n × (name: string, schema: bytes)
+///             result: bytes                the successful result's schema
+///             error: option<bytes>         the callee's error type, for Result<T, E>
+/// ```
+///
+/// The arguments of a call are the parameters in order, each encoded by
+/// its schema, one after another (the parameter tuple); a Return's value
+/// is the result, and a callee error's value the error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireTypes {
+    /// Each parameter's name and schema.
+    pub params: Vec<(String, Vec<u8>)>,
+    /// The result's schema.
+    pub result: Vec<u8>,
+    /// The callee error's schema, if the method returns `Result<T, E>`.
+    pub error: Option<Vec<u8>>,
+}
+
+impl WireTypes {
+    /// The types of a method the interface macro made, encoded.
+    pub fn of(
+        params: &[tether_semantics::Param],
+        schema: &tether_semantics::schema::MethodSchema,
+    ) -> Result<WireTypes, SchemaError> {
+        let encode = |t| WireSchema::from_named(t).map(|s| s.to_bytes());
+        Ok(WireTypes {
+            params: params
+                .iter()
+                .zip(schema.params)
+                .map(|(p, t)| Ok((p.name().to_string(), encode(t)?)))
+                .collect::<Result<_, SchemaError>>()?,
+            result: encode(schema.result)?,
+            error: schema.error.map(encode).transpose()?,
+        })
+    }
+
+    /// Each parameter's name and schema, decoded.
+    pub fn params(&self) -> Result<Vec<(String, WireSchema)>, SchemaError> {
+        self.params
+            .iter()
+            .map(|(name, schema)| Ok((name.clone(), decode_all(schema)?)))
+            .collect()
+    }
+
+    /// The result's schema, decoded.
+    pub fn result(&self) -> Result<WireSchema, SchemaError> {
+        decode_all(&self.result)
+    }
+
+    /// The callee error's schema, decoded.
+    pub fn error(&self) -> Result<Option<WireSchema>, SchemaError> {
+        self.error.as_deref().map(decode_all).transpose()
+    }
+}
+
+/// One schema that fills `bytes` exactly.
+fn decode_all(bytes: &[u8]) -> Result<WireSchema, SchemaError> {
+    let mut input = bytes;
+    let schema = WireSchema::decode(&mut input)?;
+    if input.is_empty() {
+        Ok(schema)
+    } else {
+        Err(SchemaError::Malformed("bytes after the schema"))
+    }
 }
 
 /// Tells the receiver that the view behind one of the sender's exports has

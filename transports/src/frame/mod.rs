@@ -53,7 +53,7 @@ pub use call::{
     CallFrame, Cancel, MAX_LINEAGE, OnewayFrame, Outcome, Return, WireContext, WireError, WireRef,
 };
 pub use codes::{abstraction_code, abstraction_from_code, error_code, error_from_code};
-pub use describe::{Describe, Description, Revised, WireMethod, WireView};
+pub use describe::{Describe, Description, Revised, WireMethod, WireTypes, WireView};
 pub use hello::{Credentials, Goodbye, Hello, VERSION};
 pub use ping::{Ping, Pong};
 pub use reference::{Release, Released};

@@ -1,0 +1,59 @@
+//! The WebSocket carrier's handshake, as a browser or another language's
+//! client makes it (PROTOCOL.md, §1): any path, the `tether` subprotocol
+//! selected when offered, none needed.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use tether::Node;
+use tether::transports::{Config, ws};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+async fn handshake(url: &str, offer: Option<&'static str>) -> Option<String> {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(offer) = offer {
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static(offer));
+    }
+    let connect = tokio_tungstenite::connect_async(request);
+    let (_ws, response) = tokio::time::timeout(std::time::Duration::from_secs(10), connect)
+        .await
+        .expect("the handshake ends")
+        .expect("the listener accepts");
+    response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn the_subprotocol_is_selected_when_offered_and_never_required() {
+    let listener = ws::serve(&Node::new(), "127.0.0.1:0", Config::new())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    assert_eq!(ws::SUBPROTOCOL, "tether");
+
+    let root = format!("ws://{addr}/");
+    assert_eq!(
+        handshake(&root, Some("tether")).await.as_deref(),
+        Some("tether")
+    );
+    assert_eq!(
+        handshake(&format!("ws://{addr}/any/path?x=1"), Some("chat, tether"))
+            .await
+            .as_deref(),
+        Some("tether"),
+        "any path; chosen from a list"
+    );
+    assert_eq!(handshake(&root, None).await, None, "no subprotocol is fine");
+
+    // The carrier's own client offers it, and gets a working connection.
+    let peer = ws::connect(&Node::new(), addr, Config::new())
+        .await
+        .unwrap();
+    peer.opened().await.unwrap();
+    peer.close().await;
+    listener.close().await;
+}
