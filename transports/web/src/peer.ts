@@ -1,0 +1,845 @@
+// A Tether connection over a WebSocket: calls to the peer's objects
+// through proxies learnt from Descriptions, and JavaScript objects served
+// to the peer under declared interfaces (PROTOCOL.md, §6).
+
+import { DecodeError, Reader, Writer, selectorOf } from "./codec.js";
+import {
+  type CallFrame, type Frame, type Hello, type ReturnFrame, TAG, VERSION, type WireContext,
+  type WireError, type WireRef, type WireView, decodeFrame, encodeFrame,
+} from "./frames.js";
+import {
+  EncodeError, type InterfaceDecl, type MethodDecl, type RefCodec, type Schema, decodeSchema,
+  encodeSchema, fingerprintOf, list, readValue, writeValue,
+} from "./schema.js";
+
+/** The kinds of error a call can end in (PROTOCOL.md, §4). */
+export const ERROR_KINDS: Record<number, string> = {
+  1: "failed",
+  2: "unknown object",
+  3: "unknown method",
+  4: "bad arguments",
+  5: "incompatible",
+  6: "access denied",
+  7: "overloaded",
+  8: "deadline exceeded",
+  9: "disconnected",
+  10: "internal",
+};
+
+/** A call that failed: its kind says how to react; `callee` is the callee's own error value. */
+export class TetherError extends Error {
+  constructor(
+    readonly kind: string,
+    message: string,
+    readonly callee?: unknown,
+  ) {
+    super(`${kind}: ${message}`);
+    this.name = "TetherError";
+  }
+}
+
+/** Thrown by an exported method to fail with the interface's typed error value. */
+export class CalleeError extends Error {
+  constructor(readonly value: unknown, message = "the callee returned an error") {
+    super(message);
+    this.name = "CalleeError";
+  }
+}
+
+/** What a call of the peer's into an exported object knows. */
+export interface CallInfo {
+  /** Aborted when the caller cancels, its deadline passes, or the connection closes. */
+  signal: AbortSignal;
+  /** When the caller stops waiting, if it said (milliseconds since the epoch). */
+  deadline: number | null;
+  /** @internal the context calls made while serving this one carry. */
+  readonly context: WireContext;
+}
+
+/** Options of one call through a proxy, given after its arguments. */
+export interface CallOptions {
+  /** Cancels the call: the peer stops it and the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** The most milliseconds to wait; the peer gets the deadline too. */
+  timeoutMs?: number;
+  /** The call being served that this call is made for (a callback's nesting). */
+  nestedIn?: CallInfo;
+}
+
+/** How to connect. */
+export interface ConnectOptions {
+  /** Who this side is, for the peer's authenticator. */
+  credentials?: { principal: string; secret: string | Uint8Array };
+  /** Give up opening after this many milliseconds (10 000 by default). */
+  timeoutMs?: number;
+  /** The largest frame this side accepts (16 MiB by default). */
+  maxFrame?: number;
+  /** A WebSocket constructor, where there is no global one. */
+  WebSocket?: typeof WebSocket;
+}
+
+/** What a proxy knows of the reference it stands for. */
+export interface RefInfo {
+  readonly key: number;
+  readonly fingerprint: bigint;
+  readonly peer: Peer;
+}
+
+const INFO = Symbol("tether.ref");
+const DECLS = new WeakMap<object, InterfaceDecl>();
+
+/** Marks `object` as offering `decl`, so that it travels by reference to any peer. */
+export function implement<T extends object>(object: T, decl: InterfaceDecl): T {
+  DECLS.set(object, decl);
+  return object;
+}
+
+/** The reference behind a proxy, or undefined for anything else. */
+export function refInfo(value: unknown): RefInfo | undefined {
+  if ((typeof value === "object" || typeof value === "function") && value !== null) {
+    return (value as { [INFO]?: RefInfo })[INFO];
+  }
+  return undefined;
+}
+
+/** The interface a Description gives, as a declaration an object can be exported under. */
+export function declarationOf(view: WireView): InterfaceDecl {
+  const methods: Record<string, MethodDecl> = {};
+  for (const m of view.methods) {
+    if (!m.types) continue;
+    methods[m.name] = {
+      params: m.types.params.map(([name, s]) => [name, decodeSchema(s)]),
+      result: decodeSchema(m.types.result),
+      error: m.types.error ? decodeSchema(m.types.error) : null,
+      kind: m.kind === 1 ? "oneway" : "sync",
+    };
+  }
+  return { name: view.interface, methods };
+}
+
+interface Question {
+  resolve(frame: Frame): void;
+  reject(error: unknown): void;
+}
+
+interface Import {
+  proxy: WeakRef<object>;
+  count: number;
+  fingerprint: bigint;
+  view: Promise<WireView> | null;
+  released: boolean;
+}
+
+interface Export {
+  target: object;
+  decl: InterfaceDecl;
+  fingerprint: bigint;
+  count: number;
+}
+
+interface Running {
+  abort: AbortController;
+}
+
+const MAX_FRAME = 16 * 1024 * 1024;
+/** The most of the peer's calls this side runs at once (announced in its Hello). */
+const MAX_IN_FLIGHT = 1024;
+const REGISTRY_KEY = 0;
+const REGISTRY_FINGERPRINT = 0x7e7e726567697374n;
+
+function randomU64(): bigint {
+  const b = new Uint32Array(2);
+  crypto.getRandomValues(b);
+  return (BigInt(b[0]) << 32n) | BigInt(b[1]);
+}
+
+function disconnected(reason: string): TetherError {
+  return new TetherError("disconnected", reason);
+}
+
+/** Opens a connection to the Tether node serving WebSocket at `url`. */
+export async function connect(url: string, options: ConnectOptions = {}): Promise<Peer> {
+  const Ws = options.WebSocket ?? globalThis.WebSocket;
+  if (!Ws) throw new Error("no WebSocket here: pass options.WebSocket");
+  const ws = new Ws(url, "tether");
+  ws.binaryType = "arraybuffer";
+  const peer = new Peer(ws, options);
+  await peer.opened(options.timeoutMs ?? 10_000);
+  return peer;
+}
+
+/** One connection to a Tether node. */
+export class Peer {
+  private readonly questions = new Map<bigint, Question>();
+  private nextQuestion = 1n;
+  private readonly imports = new Map<number, Import>();
+  private readonly exports = new Map<number, Export>();
+  private readonly exportKeys = new WeakMap<object, number>();
+  private nextExport = 1;
+  private readonly running = new Map<bigint, Running>();
+  private readonly published = new Map<string, object>();
+  private onewaysRunning = 0;
+  /** Oneway calls refused because too many were running. */
+  refusedOneways = 0;
+  private readonly finalizer = new FinalizationRegistry<{ key: number; entry: Import }>(
+    ({ key, entry }) => this.dropImport(key, entry),
+  );
+  private peerHello: Hello | null = null;
+  private closedReason: string | null = null;
+  private readonly opening: Promise<void>;
+  private readonly closing: Promise<string>;
+  private resolveClosed!: (reason: string) => void;
+
+  /** @internal use {@link connect}. */
+  constructor(private readonly ws: WebSocket, options: ConnectOptions) {
+    this.closing = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.opening = new Promise((resolve, reject) => {
+      const onOpen = () => {
+        const credentials = options.credentials
+          ? {
+            principal: options.credentials.principal,
+            secret: typeof options.credentials.secret === "string"
+              ? new TextEncoder().encode(options.credentials.secret)
+              : options.credentials.secret,
+          }
+          : null;
+        this.send({
+          tag: TAG.HELLO,
+          hello: {
+            version: VERSION,
+            node: randomU64(),
+            bootstrap: REGISTRY_KEY,
+            credentials,
+            maxFrame: options.maxFrame ?? MAX_FRAME,
+            maxInFlight: MAX_IN_FLIGHT,
+          },
+        });
+      };
+      ws.addEventListener("open", onOpen);
+      ws.addEventListener("message", (event: MessageEvent) => {
+        if (!(event.data instanceof ArrayBuffer)) {
+          this.close("a text message: Tether frames are binary messages");
+          return;
+        }
+        let frame: Frame;
+        try {
+          frame = decodeFrame(new Uint8Array(event.data));
+        } catch (e) {
+          this.close(`malformed frame: ${(e as Error).message}`);
+          return;
+        }
+        if (!this.peerHello) {
+          if (frame.tag !== TAG.HELLO || !("hello" in frame)) {
+            this.close("the first frame was not a Hello");
+            return;
+          }
+          if (frame.hello.version !== VERSION) {
+            this.close(`the peer speaks version ${frame.hello.version}, this side ${VERSION}`);
+            return;
+          }
+          this.peerHello = frame.hello;
+          resolve();
+          return;
+        }
+        this.receive(frame);
+      });
+      ws.addEventListener("close", (event: CloseEvent) => {
+        this.closed(event.reason || `the WebSocket closed (code ${event.code})`);
+        reject(disconnected(this.closedReason ?? "closed"));
+      });
+      ws.addEventListener("error", () => {
+        this.closed("the WebSocket failed");
+        reject(disconnected("cannot connect"));
+      });
+    });
+  }
+
+  /** @internal resolves once both Hellos are exchanged. */
+  async opened(timeoutMs: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.close("no Hello in time");
+        reject(disconnected(`no Hello within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    try {
+      await Promise.race([this.opening, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Why the connection closed, once it has. */
+  get closedWith(): string | null {
+    return this.closedReason;
+  }
+
+  /** Resolves with the reason when the connection closes. */
+  whenClosed(): Promise<string> {
+    return this.closing;
+  }
+
+  /** The sizes of this side's tables, for tests and tools. */
+  tables(): { questions: number; imports: number; exports: number; running: number } {
+    return {
+      questions: this.questions.size,
+      imports: this.imports.size,
+      exports: this.exports.size,
+      running: this.running.size,
+    };
+  }
+
+  /** Looks `name` up in the peer's registry: a proxy for what it published. */
+  async lookup<T = Record<string, (...args: any[]) => Promise<any>>>(name: string, options: CallOptions = {}): Promise<T> {
+    const hello = this.peerHello;
+    if (!hello || hello.bootstrap === null) throw new TetherError("unknown object", "the peer offers no registry");
+    const w = new Writer();
+    w.string(name);
+    const ret = await this.question(hello.bootstrap, selectorOf("lookup"), 0, w.finish(), [], options);
+    const proxies = this.takeRefs(ret.ok?.refs ?? []);
+    const r = new Reader(ret.ok?.value ?? new Uint8Array());
+    const index = r.varint32();
+    const found = proxies[index];
+    if (!found) throw new TetherError("internal", "lookup returned no reference");
+    return found as T;
+  }
+
+  /** Offers `object` under `name` to the peer's lookups on this connection. */
+  publish(name: string, object: object): void {
+    if (!DECLS.has(object)) throw new TypeError("publish an object made with implement(object, decl)");
+    this.published.set(name, object);
+  }
+
+  /** What the view behind `proxy` offers (cached; asked again after a Revised). */
+  describe(proxy: unknown): Promise<WireView> {
+    const info = refInfo(proxy);
+    if (!info || info.peer !== this) return Promise.reject(new TypeError("not a proxy of this connection"));
+    if (this.closedReason !== null) return Promise.reject(disconnected(this.closedReason));
+    const entry = this.imports.get(info.key);
+    if (!entry || entry.released) return Promise.reject(new TetherError("unknown object", "the reference was released"));
+    if (!entry.view) {
+      entry.view = this.describeKey(info.key).catch((e) => {
+        entry.view = null;
+        throw e;
+      });
+    }
+    return entry.view;
+  }
+
+  /** Gives the reference behind `proxy` back now; later calls through it fail. */
+  release(proxy: unknown): void {
+    const info = refInfo(proxy);
+    if (!info || info.peer !== this) return;
+    const entry = this.imports.get(info.key);
+    if (entry) this.dropImport(info.key, entry);
+  }
+
+  /** Closes the connection with a Goodbye. */
+  close(reason = "goodbye"): void {
+    if (this.closedReason !== null) return;
+    if (this.ws.readyState === 1) {
+      this.send({ tag: TAG.GOODBYE, reason });
+    }
+    this.closed(reason);
+    this.ws.close(1000, reason.slice(0, 120));
+  }
+
+  private closed(reason: string): void {
+    if (this.closedReason !== null) return;
+    this.closedReason = reason;
+    for (const q of this.questions.values()) q.reject(disconnected(reason));
+    this.questions.clear();
+    for (const r of this.running.values()) r.abort.abort(disconnected(reason));
+    this.running.clear();
+    this.exports.clear();
+    for (const entry of this.imports.values()) entry.released = true;
+    this.imports.clear();
+    this.resolveClosed(reason);
+  }
+
+  private send(frame: Frame): void {
+    if (this.ws.readyState !== 1) return;
+    const bytes = encodeFrame(frame);
+    const max = this.peerHello?.maxFrame ?? MAX_FRAME;
+    if (bytes.length > max) {
+      throw new TetherError("bad arguments", `a frame of ${bytes.length} bytes exceeds the peer's limit of ${max}`);
+    }
+    this.ws.send(bytes);
+  }
+
+  private receive(frame: Frame): void {
+    switch (frame.tag) {
+      case TAG.GOODBYE:
+        if ("reason" in frame) {
+          this.closed(`goodbye: ${frame.reason}`);
+          this.ws.close(1000);
+        }
+        return;
+      case TAG.CALL:
+      case TAG.ONEWAY:
+        if ("call" in frame) this.serve(frame.call);
+        return;
+      case TAG.CANCEL:
+        if ("id" in frame) {
+          const id = (frame as { id: bigint }).id;
+          this.running.get(id)?.abort.abort(new TetherError("failed", "cancelled by the caller"));
+          this.running.delete(id);
+        }
+        return;
+      case TAG.RETURN:
+        if ("ret" in frame) this.answer(frame.ret.id, frame, frame.ret.ok?.refs ?? []);
+        return;
+      case TAG.DESCRIPTION:
+        if ("views" in frame) this.answer(frame.id, frame, []);
+        return;
+      case TAG.RELEASE:
+        if ("entries" in frame) {
+          for (const [key, count] of frame.entries) {
+            const e = this.exports.get(key);
+            if (!e) continue;
+            e.count -= count;
+            if (e.count <= 0) {
+              this.exports.delete(key);
+              this.exportKeys.delete(e.target);
+            }
+          }
+        }
+        return;
+      case TAG.DESCRIBE:
+        if ("keys" in frame) {
+          const views = frame.keys.map((key) => this.viewOf(key));
+          this.send({ tag: TAG.DESCRIPTION, id: frame.id, views });
+        }
+        return;
+      case TAG.REVISED:
+        if ("version" in frame) {
+          const entry = this.imports.get(frame.key);
+          if (entry) entry.view = null;
+        }
+        return;
+      case TAG.PING:
+        if ("nonce" in frame) this.send({ tag: TAG.PONG, nonce: frame.nonce });
+        return;
+      case TAG.PONG:
+        return;
+      case TAG.HELLO:
+        this.close("a second Hello");
+        return;
+      default:
+        return; // an extension: ignored
+    }
+  }
+
+  private answer(id: bigint, frame: Frame, refs: WireRef[]): void {
+    const q = this.questions.get(id);
+    if (!q) {
+      // Nobody waits: give back what it brought.
+      this.takeRefs(refs).forEach((p) => this.release(p));
+      return;
+    }
+    this.questions.delete(id);
+    q.resolve(frame);
+  }
+
+  private context(options: CallOptions): WireContext {
+    const outer = options.nestedIn?.context;
+    let deadlineMs: bigint | null = null;
+    const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : options.nestedIn?.deadline ?? null;
+    if (deadline !== null) deadlineMs = BigInt(Math.max(0, Math.round(deadline - Date.now())));
+    return {
+      chain: outer?.chain ?? randomU64(),
+      transaction: outer?.transaction ?? null,
+      deadlineMs,
+      trace: outer?.trace ?? null,
+      lineage: outer ? outer.lineage : [],
+    };
+  }
+
+  /** Sends a Call and waits for its Return; errors become {@link TetherError}s. */
+  private question(
+    key: number, selector: number, version: number, args: Uint8Array, refs: WireRef[], options: CallOptions,
+    errorSchema: Schema | null = null,
+  ): Promise<ReturnFrame> {
+    if (this.closedReason !== null) return Promise.reject(disconnected(this.closedReason));
+    options.signal?.throwIfAborted();
+    const id = this.nextQuestion++;
+    return new Promise<ReturnFrame>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const finish = () => {
+        clearTimeout(timer);
+        options.signal?.removeEventListener("abort", onAbort);
+      };
+      const stop = (error: unknown) => {
+        if (!this.questions.delete(id)) return;
+        finish();
+        this.send({ tag: TAG.CANCEL, id });
+        reject(error);
+      };
+      const onAbort = () => stop(options.signal?.reason);
+      this.questions.set(id, {
+        resolve: (frame) => {
+          finish();
+          const ret = (frame as { ret: ReturnFrame }).ret;
+          if (ret.error) reject(this.errorOf(ret.error, errorSchema));
+          else resolve(ret);
+        },
+        reject: (e) => {
+          finish();
+          reject(e);
+        },
+      });
+      options.signal?.addEventListener("abort", onAbort);
+      if (options.timeoutMs !== undefined) {
+        timer = setTimeout(() => stop(new TetherError("deadline exceeded", `no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+      }
+      try {
+        this.send({ tag: TAG.CALL, call: { id, key, selector, version, context: this.context(options), refs, args } });
+      } catch (e) {
+        this.questions.delete(id);
+        finish();
+        reject(e);
+      }
+    });
+  }
+
+  private errorOf(e: WireError, errorSchema: Schema | null): TetherError {
+    let callee: unknown;
+    if (e.callee && errorSchema) {
+      try {
+        const r = new Reader(e.callee);
+        callee = readValue(r, errorSchema, this.noRefs());
+      } catch {
+        callee = undefined;
+      }
+    }
+    return new TetherError(ERROR_KINDS[e.kind] ?? "internal", e.message, callee);
+  }
+
+  private noRefs(): RefCodec {
+    return {
+      writeRef: () => { throw new EncodeError("a reference cannot travel here"); },
+      readRef: () => { throw new DecodeError("a reference cannot travel here"); },
+    };
+  }
+
+  private async describeKey(key: number): Promise<WireView> {
+    if (this.closedReason !== null) throw disconnected(this.closedReason);
+    const id = this.nextQuestion++;
+    const frame = await new Promise<Frame>((resolve, reject) => {
+      this.questions.set(id, { resolve, reject });
+      this.send({ tag: TAG.DESCRIBE, id, keys: [key] });
+    });
+    const view = (frame as { views: (WireView | null)[] }).views[0];
+    if (!view) throw new TetherError("unknown object", `export ${key} is not (or no longer) offered`);
+    const entry = this.imports.get(key);
+    if (entry && view.fingerprint !== entry.fingerprint) {
+      throw new TetherError("incompatible", `the view's fingerprint ${view.fingerprint.toString(16)} is not the reference's`);
+    }
+    return view;
+  }
+
+  /** Counts the sender references of a received frame and returns one proxy (or home object) per entry. */
+  private takeRefs(refs: WireRef[]): object[] {
+    return refs.map((ref) => {
+      if (!ref.sender) {
+        const e = this.exports.get(ref.key);
+        if (!e) throw new TetherError("unknown object", `export ${ref.key} is not this side's`);
+        return e.target;
+      }
+      const existing = this.imports.get(ref.key);
+      const alive = existing?.proxy.deref();
+      if (existing && alive && !existing.released) {
+        existing.count += 1;
+        return alive;
+      }
+      if (existing) this.dropImport(ref.key, existing);
+      const entry: Import = { proxy: new WeakRef({}), count: 1, fingerprint: ref.fingerprint, view: null, released: false };
+      const proxy = this.makeProxy(ref.key, ref.fingerprint, entry);
+      entry.proxy = new WeakRef(proxy);
+      this.imports.set(ref.key, entry);
+      this.finalizer.register(proxy, { key: ref.key, entry }, entry);
+      return proxy;
+    });
+  }
+
+  private dropImport(key: number, entry: Import): void {
+    if (entry.released) return;
+    entry.released = true;
+    this.finalizer.unregister(entry);
+    if (this.imports.get(key) === entry) this.imports.delete(key);
+    if (this.closedReason === null && entry.count > 0) {
+      this.send({ tag: TAG.RELEASE, entries: [[key, entry.count]] });
+    }
+  }
+
+  private makeProxy(key: number, fingerprint: bigint, entry: Import): object {
+    const info: RefInfo = { key, fingerprint, peer: this };
+    const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
+    return new Proxy(Object.freeze({}), {
+      get: (_target, prop) => {
+        if (prop === INFO) return info;
+        if (typeof prop !== "string" || prop === "then" || prop === "toJSON") return undefined;
+        let method = methods.get(prop);
+        if (!method) {
+          method = (...args: unknown[]) => this.callThrough(key, entry, prop, args);
+          methods.set(prop, method);
+        }
+        return method;
+      },
+      has: (_target, prop) => prop === INFO,
+    });
+  }
+
+  private async callThrough(key: number, entry: Import, name: string, args: unknown[]): Promise<unknown> {
+    if (this.closedReason !== null) throw disconnected(this.closedReason);
+    if (entry.released) throw new TetherError("unknown object", "the reference was released");
+    const view = await this.describe(entry.proxy.deref() ?? {});
+    const method = view.methods.find((m) => m.name === name);
+    const selector = method?.selector ?? selectorOf(name);
+    if (!method) {
+      // Not offered: the peer is the judge, and says so.
+      await this.question(key, selector, view.version, new Uint8Array(), [], {});
+      throw new TetherError("internal", `${name} answered though it is not offered`);
+    }
+    if (!method.types) throw new TetherError("incompatible", `${view.interface}::${name} has no wire schema`);
+    const params = method.types.params.map(([, s]) => decodeSchema(s));
+    let options: CallOptions = {};
+    if (args.length === params.length + 1) options = (args.pop() ?? {}) as CallOptions;
+    if (args.length !== params.length) {
+      throw new TetherError("bad arguments", `${view.interface}::${name} takes ${params.length} arguments, got ${args.length}`);
+    }
+    const refs: WireRef[] = [];
+    const w = new Writer();
+    try {
+      writeValue(w, list(params), params.length === 1 ? args[0] : args, this.refWriter(refs), name);
+    } catch (e) {
+      if (e instanceof EncodeError) throw new TetherError("bad arguments", `${view.interface}::${e.message}`);
+      throw e;
+    }
+    if (method.kind === 1) {
+      this.send({ tag: TAG.ONEWAY, call: { id: null, key, selector, version: view.version, context: this.context(options), refs, args: w.finish() } });
+      return null;
+    }
+    const errorSchema = method.types.error ? decodeSchema(method.types.error) : null;
+    const ret = await this.question(key, selector, view.version, w.finish(), refs, options, errorSchema);
+    const ok = ret.ok!;
+    const proxies = this.takeRefs(ok.refs);
+    const r = new Reader(ok.value);
+    const result = readValue(r, decodeSchema(method.types.result), {
+      writeRef: () => { throw new EncodeError("no references are written while reading"); },
+      readRef: (index) => {
+        const p = proxies[index];
+        if (!p) throw new DecodeError(`reference index ${index} of ${proxies.length}`);
+        return p;
+      },
+    });
+    r.end(`${name}'s result`);
+    return result;
+  }
+
+  private refWriter(refs: WireRef[]): RefCodec {
+    return {
+      writeRef: (value) => {
+        const info = refInfo(value);
+        if (info) {
+          if (info.peer !== this) throw new EncodeError("a proxy of another connection cannot be passed on (no forwarding)");
+          refs.push({ sender: false, key: info.key });
+          return refs.length - 1;
+        }
+        if (typeof value !== "object" || value === null || !DECLS.has(value)) {
+          throw new EncodeError("a reference must be a proxy or an object made with implement(object, decl)");
+        }
+        const decl = DECLS.get(value)!;
+        let key = this.exportKeys.get(value);
+        let e = key !== undefined ? this.exports.get(key) : undefined;
+        if (!e) {
+          key = this.nextExport++;
+          e = { target: value, decl, fingerprint: fingerprintOf(decl), count: 0 };
+          this.exports.set(key, e);
+          this.exportKeys.set(value, key);
+        }
+        e.count += 1;
+        refs.push({ sender: true, key: key!, fingerprint: e.fingerprint });
+        return refs.length - 1;
+      },
+      readRef: () => { throw new DecodeError("no references are read while writing"); },
+    };
+  }
+
+  private viewOf(key: number): WireView | null {
+    if (key === REGISTRY_KEY) return null;
+    const e = this.exports.get(key);
+    if (!e) return null;
+    return {
+      interface: e.decl.name,
+      fingerprint: e.fingerprint,
+      view: "js",
+      version: 0,
+      methods: Object.entries(e.decl.methods).map(([name, m]) => ({
+        selector: selectorOf(name),
+        name,
+        kind: m.kind === "oneway" ? 1 : 0,
+        types: {
+          params: m.params.map(([p, s]) => [p, encodeSchema(s)] as [string, Uint8Array]),
+          result: encodeSchema(m.result),
+          error: m.error ? encodeSchema(m.error) : null,
+        },
+      })),
+    };
+  }
+
+  /** Runs one of the peer's calls into an exported object (or the registry). */
+  private serve(call: CallFrame): void {
+    const reply = (ret: ReturnFrame) => {
+      if (call.id === null || !this.running.has(call.id)) return;
+      this.running.delete(call.id);
+      try {
+        this.send({ tag: TAG.RETURN, ret });
+      } catch (e) {
+        this.send({ tag: TAG.RETURN, ret: { id: call.id, ok: null, error: { kind: 1, message: (e as Error).message, callee: null } } });
+      }
+    };
+    const fail = (kind: number, message: string, callee: Uint8Array | null = null) =>
+      reply({ id: call.id ?? 0n, ok: null, error: { kind, message, callee } });
+    const abort = new AbortController();
+    if (call.id !== null) {
+      if (this.running.has(call.id)) {
+        this.close(`call id ${call.id} reused while in flight`);
+        return;
+      }
+      if (this.running.size >= MAX_IN_FLIGHT) {
+        // Refused without running: what it brought goes back at once.
+        this.takeRefs(call.refs.filter((r) => r.sender)).forEach((p) => this.release(p));
+        this.send({
+          tag: TAG.RETURN,
+          ret: { id: call.id, ok: null, error: { kind: 7, message: `more than ${MAX_IN_FLIGHT} calls in flight`, callee: null } },
+        });
+        return;
+      }
+      this.running.set(call.id, { abort });
+    } else if (this.onewaysRunning >= MAX_IN_FLIGHT) {
+      this.refusedOneways += 1;
+      console.warn(`refused a oneway call: more than ${MAX_IN_FLIGHT} running`);
+      this.takeRefs(call.refs.filter((r) => r.sender)).forEach((p) => this.release(p));
+      return;
+    }
+    let proxies: object[];
+    try {
+      proxies = this.takeRefs(call.refs);
+    } catch (e) {
+      fail(2, (e as Error).message);
+      return;
+    }
+    if (call.key === REGISTRY_KEY) {
+      this.serveRegistry(call, fail, reply);
+      return;
+    }
+    const e = this.exports.get(call.key);
+    if (!e) {
+      proxies.forEach((p) => this.release(p));
+      fail(2, `no export ${call.key} on this connection`);
+      return;
+    }
+    const entry = Object.entries(e.decl.methods).find(([name]) => selectorOf(name) === call.selector);
+    if (!entry) {
+      fail(3, `${e.decl.name} has no method with selector ${call.selector.toString(16).padStart(8, "0")}`);
+      return;
+    }
+    const [name, m] = entry;
+    const fn = (e.target as Record<string, unknown>)[name];
+    if (typeof fn !== "function") {
+      fail(3, `${e.decl.name}::${name} is not implemented here`);
+      return;
+    }
+    let args: unknown[];
+    try {
+      const r = new Reader(call.args);
+      const refs: RefCodec = {
+        writeRef: () => { throw new EncodeError("no references are written while reading"); },
+        readRef: (index) => {
+          const p = proxies[index];
+          if (!p) throw new DecodeError(`reference index ${index} of ${proxies.length}`);
+          return p;
+        },
+      };
+      args = m.params.map(([, s]) => readValue(r, s, refs));
+      r.end("the arguments");
+    } catch (err) {
+      fail(4, `${e.decl.name}::${name}: ${(err as Error).message}`);
+      return;
+    }
+    const deadline = call.context.deadlineMs !== null ? Date.now() + Number(call.context.deadlineMs) : null;
+    const info: CallInfo = {
+      signal: abort.signal,
+      deadline,
+      context: { ...call.context, deadlineMs: null, lineage: [randomU64(), ...call.context.lineage].slice(0, 32) },
+    };
+    if (call.id === null) this.onewaysRunning += 1;
+    Promise.resolve()
+      .then(() => (fn as (...a: unknown[]) => unknown).apply(e.target, [...args, info]))
+      .finally(() => {
+        if (call.id === null) this.onewaysRunning -= 1;
+      })
+      .then(
+        (result) => {
+          if (call.id === null) return;
+          const refs: WireRef[] = [];
+          const w = new Writer();
+          try {
+            writeValue(w, m.result, result, this.refWriter(refs), `${name}'s result`);
+          } catch (err) {
+            fail(1, `${e.decl.name}::${name} returned a value its schema refuses: ${(err as Error).message}`);
+            return;
+          }
+          reply({ id: call.id, ok: { refs, value: w.finish() }, error: null });
+        },
+        (err: unknown) => {
+          if (call.id === null) {
+            console.warn(`oneway ${e.decl.name}::${name} failed`, err);
+            return;
+          }
+          if (err instanceof CalleeError && m.error) {
+            let bytes: Uint8Array | null = null;
+            try {
+              const w = new Writer();
+              writeValue(w, m.error, err.value, this.noRefs());
+              bytes = w.finish();
+            } catch {
+              bytes = null;
+            }
+            fail(1, err.message, bytes);
+          } else {
+            fail(1, `${e.decl.name}::${name} threw: ${err instanceof Error ? err.message : String(err)}`);
+          }
+        },
+      );
+  }
+
+  private serveRegistry(call: CallFrame, fail: (kind: number, message: string) => void, reply: (r: ReturnFrame) => void): void {
+    if (call.selector !== selectorOf("lookup")) {
+      fail(3, "this side's registry offers lookup only");
+      return;
+    }
+    let name: string;
+    try {
+      const r = new Reader(call.args);
+      name = r.string();
+      r.end("lookup's argument");
+    } catch (e) {
+      fail(4, `lookup: ${(e as Error).message}`);
+      return;
+    }
+    const object = this.published.get(name);
+    if (!object) {
+      fail(2, `nothing is published under ${JSON.stringify(name)}`);
+      return;
+    }
+    const refs: WireRef[] = [];
+    const w = new Writer();
+    writeValue(w, { type: "ref", interface: "" }, object, this.refWriter(refs));
+    reply({ id: call.id ?? 0n, ok: { refs, value: w.finish() }, error: null });
+  }
+}
+
+export { REGISTRY_FINGERPRINT };
