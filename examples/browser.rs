@@ -366,6 +366,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ws_addr = ws_listener.local_addr();
     let _ = listener_cell.set(ws_listener);
 
+    // A relay beside the node, so that two pages can reach each other.
+    let relay = tether::transports::relay::Relay::serve(
+        "127.0.0.1:0",
+        Some(([127, 0, 0, 1], 0).into()),
+        tether::transports::relay::RelayConfig::default(),
+    )
+    .await?;
+    let relay_ws = relay
+        .ws_addr()
+        .ok_or("the relay has no WebSocket listener")?;
+
     let http = TcpListener::bind(("127.0.0.1", port)).await?;
     let http_addr = http.local_addr()?;
     tokio::spawn(serve_files(http));
@@ -376,6 +387,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("serving http://{http_addr}/?ws=ws://{ws_addr}/");
+    println!("relay ws://{relay_ws}/ tcp {}", relay.tcp_addr());
     println!("open it in a browser; the node's log follows (Ctrl-C or closing stdin stops it)");
 
     // Runs until stdin closes (the tests close it) or Ctrl-C.
@@ -388,5 +400,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(listener) = listener_cell.get() {
         listener.close().await;
     }
+    relay.close().await;
     Ok(())
 }

@@ -32,6 +32,8 @@ pub mod frame;
 pub mod memory;
 #[cfg(feature = "quic")]
 pub mod quic;
+#[cfg(feature = "relay")]
+pub mod relay;
 pub mod session;
 #[cfg(feature = "tcp")]
 pub mod tcp;

@@ -69,15 +69,8 @@ pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io:
         // The handshake runs in its own task: a slow client must not hold
         // up the others.
         tokio::spawn(async move {
-            let handshake = tokio_tungstenite::accept_hdr_async_with_config(
-                stream,
-                select_subprotocol,
-                Some(ws_config(&config)),
-            );
-            match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
-                Ok(Ok(ws)) => admit(&peers, over(&node, ws, config)),
-                Ok(Err(e)) => tracing::debug!(error = %e, "WebSocket handshake failed"),
-                Err(_) => tracing::debug!("WebSocket handshake timed out"),
+            if let Some(ws) = accept(stream, config.max_frame_len()).await {
+                admit(&peers, over(&node, ws, config));
             }
         });
     })
@@ -141,8 +134,41 @@ pub async fn connect(node: &Node, to: impl Endpoint, config: Config) -> Result<P
     Ok(over(node, ws, config))
 }
 
+/// Accepts a WebSocket on `stream` (selecting the subprotocol when
+/// offered), within 10 s; `None` if the handshake fails.
+pub(crate) async fn accept(
+    stream: tokio::net::TcpStream,
+    max_frame: usize,
+) -> Option<WebSocketStream<tokio::net::TcpStream>> {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame));
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, select_subprotocol, Some(config));
+    match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
+        Ok(Ok(ws)) => Some(ws),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "WebSocket handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("WebSocket handshake timed out");
+            None
+        }
+    }
+}
+
 /// Runs a connection over a WebSocket already open.
 pub fn over<S>(node: &Node, ws: WebSocketStream<S>, config: Config) -> Peer
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (frames, sink) = frames_of(ws);
+    Peer::spawn(node, config, frames, sink)
+}
+
+/// A WebSocket's binary messages as frames.
+pub(crate) fn frames_of<S>(ws: WebSocketStream<S>) -> (FrameStream, FrameSink)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -165,7 +191,7 @@ where
         .sink_map_err(to_io);
     let frames: FrameStream = Box::pin(frames);
     let sink: FrameSink = Box::pin(sink);
-    Peer::spawn(node, config, frames, sink)
+    (frames, sink)
 }
 
 fn to_io(e: WsError) -> io::Error {

@@ -12,7 +12,7 @@ use tether::abstractions::{FutureCall, Multicast, Oneway, Policy};
 use tether::ext::AbstractionKind;
 use tether::filters::AccessLayer;
 use tether::filters::access::Who;
-use tether::transports::{Config, Listener, Peer, memory, quic, tcp, ws};
+use tether::transports::{Config, Listener, Peer, memory, quic, relay, tcp, ws};
 use tether::{Client, Context, Directory, ErrorKind, Message, Node};
 
 #[tether::interface]
@@ -259,6 +259,8 @@ struct Link {
     client: Peer,
     server: Peer,
     listener: Option<Listener>,
+    /// What else the link needs alive (a relay and a registration).
+    guards: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl Link {
@@ -268,6 +270,7 @@ impl Link {
         if let Some(l) = self.listener {
             l.close().await;
         }
+        drop(self.guards);
     }
 }
 
@@ -291,6 +294,7 @@ async fn linked(client: Peer, listener: Listener) -> Link {
         client,
         server,
         listener: Some(listener),
+        guards: Vec::new(),
     }
 }
 
@@ -308,6 +312,7 @@ async fn link_memory(server: &Node, client: &Node, sc: Config, cc: Config) -> Li
         client,
         server,
         listener: None,
+        guards: Vec::new(),
     }
 }
 
@@ -324,6 +329,35 @@ async fn link_ws(server: &Node, client: &Node, sc: Config, cc: Config) -> Link {
     let url = format!("ws://{}/", listener.local_addr());
     let client = ws::connect(client, &url, cc).await.unwrap();
     linked(client, listener).await
+}
+
+async fn link_relay(server: &Node, client: &Node, sc: Config, cc: Config) -> Link {
+    let relay = relay::Relay::serve("127.0.0.1:0", None, relay::RelayConfig::default())
+        .await
+        .unwrap();
+    let registration = relay::serve_through(server, relay.tcp_addr(), None, sc)
+        .await
+        .unwrap();
+    let client = relay::connect(client, relay.tcp_addr(), registration.server_id(), cc)
+        .await
+        .unwrap();
+    client.opened().await.unwrap();
+    let mut linked = None;
+    for _ in 0..500 {
+        if let Some(p) = registration.peers().pop() {
+            linked = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let server = linked.expect("the registration linked no client within 5 s");
+    server.opened().await.unwrap();
+    Link {
+        client,
+        server,
+        listener: None,
+        guards: vec![Box::new(registration), Box::new(relay)],
+    }
 }
 
 async fn link_quic(server: &Node, client: &Node, sc: Config, cc: Config) -> Link {
@@ -424,6 +458,7 @@ conformance! {
     over_tcp => link_tcp,
     over_websocket => link_ws,
     over_quic => link_quic,
+    through_a_relay => link_relay,
 }
 
 type Linker =

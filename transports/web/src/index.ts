@@ -9,6 +9,7 @@ export {
 } from "./schema.js";
 export {
   type CallInfo, type CallOptions, CalleeError, type ConnectOptions, ERROR_KINDS, Peer, type RefInfo,
-  TetherError, connect, declarationOf, implement, refInfo,
+  TetherError, type Transport, connect, declarationOf, implement, openPeer, refInfo, webSocketTransport,
 } from "./peer.js";
+export { type RelayServer, type ServeOptions, connectThroughRelay, serveThroughRelay } from "./relay.js";
 export { declarationsOf, typeOf } from "./types.js";

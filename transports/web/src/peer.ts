@@ -85,6 +85,53 @@ export interface RefInfo {
   readonly peer: Peer;
 }
 
+/**
+ * What a connection runs over: frames in and out. {@link connect} makes
+ * one of a WebSocket; a relay link is another.
+ */
+export interface Transport {
+  /** Starts delivering: `onOpen` once frames can be sent, `onFrame` per frame, `onClose` once. */
+  start(events: { onOpen(): void; onFrame(frame: Uint8Array): void; onClose(reason: string): void }): void;
+  /** Sends one frame. */
+  send(frame: Uint8Array): void;
+  /** Ends the transport. */
+  close(reason: string): void;
+  /** Whether frames can be sent. */
+  readonly isOpen: boolean;
+}
+
+/** A WebSocket's binary messages as frames (one frame per message). */
+export function webSocketTransport(ws: WebSocket): Transport {
+  return {
+    start({ onOpen, onFrame, onClose }) {
+      let ended = false;
+      const end = (reason: string) => {
+        if (ended) return;
+        ended = true;
+        onClose(reason);
+      };
+      if (ws.readyState === 1) queueMicrotask(onOpen);
+      else ws.addEventListener("open", onOpen);
+      ws.addEventListener("message", (event: MessageEvent) => {
+        if (!(event.data instanceof ArrayBuffer)) {
+          end("a text message: Tether frames are binary messages");
+          ws.close(1003, "binary frames only");
+          return;
+        }
+        onFrame(new Uint8Array(event.data));
+      });
+      ws.addEventListener("close", (event: CloseEvent) =>
+        end(event.reason || `the WebSocket closed (code ${event.code})`));
+      ws.addEventListener("error", () => end("the WebSocket failed"));
+    },
+    send: (frame) => ws.send(frame),
+    close: (reason) => ws.close(1000, reason.slice(0, 120)),
+    get isOpen() {
+      return ws.readyState === 1;
+    },
+  };
+}
+
 const INFO = Symbol("tether.ref");
 const DECLS = new WeakMap<object, InterfaceDecl>();
 
@@ -163,7 +210,14 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   if (!Ws) throw new Error("no WebSocket here: pass options.WebSocket");
   const ws = new Ws(url, "tether");
   ws.binaryType = "arraybuffer";
-  const peer = new Peer(ws, options);
+  const peer = new Peer(webSocketTransport(ws), options);
+  await peer.opened(options.timeoutMs ?? 10_000);
+  return peer;
+}
+
+/** Runs a connection over `transport` (a relay link, a custom carrier) and waits for it to open. */
+export async function openPeer(transport: Transport, options: ConnectOptions = {}): Promise<Peer> {
+  const peer = new Peer(transport, options);
   await peer.opened(options.timeoutMs ?? 10_000);
   return peer;
 }
@@ -190,8 +244,8 @@ export class Peer {
   private readonly closing: Promise<string>;
   private resolveClosed!: (reason: string) => void;
 
-  /** @internal use {@link connect}. */
-  constructor(private readonly ws: WebSocket, options: ConnectOptions) {
+  /** @internal use {@link connect} or {@link openPeer}. */
+  constructor(private readonly transport: Transport, options: ConnectOptions) {
     this.closing = new Promise((resolve) => (this.resolveClosed = resolve));
     this.opening = new Promise((resolve, reject) => {
       const onOpen = () => {
@@ -215,15 +269,10 @@ export class Peer {
           },
         });
       };
-      ws.addEventListener("open", onOpen);
-      ws.addEventListener("message", (event: MessageEvent) => {
-        if (!(event.data instanceof ArrayBuffer)) {
-          this.close("a text message: Tether frames are binary messages");
-          return;
-        }
+      const onFrame = (bytes: Uint8Array) => {
         let frame: Frame;
         try {
-          frame = decodeFrame(new Uint8Array(event.data));
+          frame = decodeFrame(bytes);
         } catch (e) {
           this.close(`malformed frame: ${(e as Error).message}`);
           return;
@@ -242,15 +291,12 @@ export class Peer {
           return;
         }
         this.receive(frame);
-      });
-      ws.addEventListener("close", (event: CloseEvent) => {
-        this.closed(event.reason || `the WebSocket closed (code ${event.code})`);
-        reject(disconnected(this.closedReason ?? "closed"));
-      });
-      ws.addEventListener("error", () => {
-        this.closed("the WebSocket failed");
-        reject(disconnected("cannot connect"));
-      });
+      };
+      const onClose = (reason: string) => {
+        this.closed(reason);
+        reject(disconnected(this.closedReason ?? reason));
+      };
+      transport.start({ onOpen, onFrame, onClose });
     });
   }
 
@@ -338,11 +384,11 @@ export class Peer {
   /** Closes the connection with a Goodbye. */
   close(reason = "goodbye"): void {
     if (this.closedReason !== null) return;
-    if (this.ws.readyState === 1) {
+    if (this.transport.isOpen) {
       this.send({ tag: TAG.GOODBYE, reason });
     }
     this.closed(reason);
-    this.ws.close(1000, reason.slice(0, 120));
+    this.transport.close(reason);
   }
 
   private closed(reason: string): void {
@@ -359,13 +405,13 @@ export class Peer {
   }
 
   private send(frame: Frame): void {
-    if (this.ws.readyState !== 1) return;
+    if (!this.transport.isOpen) return;
     const bytes = encodeFrame(frame);
     const max = this.peerHello?.maxFrame ?? MAX_FRAME;
     if (bytes.length > max) {
       throw new TetherError("bad arguments", `a frame of ${bytes.length} bytes exceeds the peer's limit of ${max}`);
     }
-    this.ws.send(bytes);
+    this.transport.send(bytes);
   }
 
   private receive(frame: Frame): void {
@@ -373,7 +419,7 @@ export class Peer {
       case TAG.GOODBYE:
         if ("reason" in frame) {
           this.closed(`goodbye: ${frame.reason}`);
-          this.ws.close(1000);
+          this.transport.close("goodbye");
         }
         return;
       case TAG.CALL:

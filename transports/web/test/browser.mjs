@@ -41,9 +41,13 @@ function startServer() {
     });
   return new Promise((resolvePromise, reject) => {
     const lines = createInterface({ input: child.stdout });
+    const found = { child };
     lines.on("line", (line) => {
       const m = /^serving (http:\/\/\S+)\/\?ws=(ws:\/\/\S+)$/.exec(line);
-      if (m) resolvePromise({ child, http: m[1], ws: m[2] });
+      if (m) Object.assign(found, { http: m[1], ws: m[2] });
+      const r = /^relay (ws:\/\/\S+)/.exec(line);
+      if (r) found.relay = r[1];
+      if (found.http && found.relay) resolvePromise(found);
     });
     child.on("exit", (code) => reject(new Error(`the node exited (${code}) before serving`)));
   });
@@ -117,6 +121,30 @@ try {
   }
   console.log(`browser tests: ${results.filter((r) => r.ok).length} of ${results.length} passed`);
 
+  // Browser to browser through the relay: one page serves, another calls.
+  const serving = await context.newPage();
+  serving.on("console", (m) => console.log(`  [relay server page] ${m.text()}`));
+  serving.on("pageerror", (e) => failures.push(`relay server page error: ${e.message}`));
+  const relayArg = encodeURIComponent(started.relay);
+  await serving.goto(`${started.http}/test/relay.html?role=server&relay=${relayArg}`);
+  await serving.waitForFunction(() => window.__relay?.done, null, { timeout: 60_000 });
+  const serverId = await serving.evaluate(() => window.__relay.serverId);
+  const calling = await context.newPage();
+  calling.on("console", (m) => console.log(`  [relay client page] ${m.text()}`));
+  calling.on("pageerror", (e) => failures.push(`relay client page error: ${e.message}`));
+  await calling.goto(`${started.http}/test/relay.html?role=client&relay=${relayArg}&server=${serverId}`);
+  await calling.waitForFunction(() => window.__relay?.done, null, { timeout: 60_000 });
+  const relayResults = [
+    ...(await serving.evaluate(() => window.__relay.results)),
+    ...(await calling.evaluate(() => window.__relay.results)),
+  ];
+  for (const r of relayResults) {
+    if (!r.ok) failures.push(`relay: ${r.name}: ${r.error}`);
+    else console.log(`ok   relay: ${r.name}`);
+  }
+  const posts = await serving.evaluate(() => window.__relay.posts);
+  if (posts.join() !== "hello through the relay") failures.push(`relay: the serving page saw ${posts}`);
+
   // Declarations generated from the node's descriptions type-check a
   // use of the proxies, and refuse a wrong argument type.
   try {
@@ -137,6 +165,12 @@ try {
     if (outcome === "ok") console.log(`ok   ${names[i]}`);
     else failures.push(`${names[i]}: ${outcome}`);
   });
+  const afterRelayKill = await Promise.race([
+    calling.evaluate(() => window.__afterRelayKill()),
+    new Promise((r) => setTimeout(() => r("no answer within 30 s"), 30_000)),
+  ]);
+  if (afterRelayKill === "ok") console.log("ok   relay: a killed relay fails the call disconnected");
+  else failures.push(`relay: a killed relay: ${afterRelayKill}`);
   if (results.length < 10) failures.push(`only ${results.length} tests ran`);
 } catch (e) {
   failures.push(`driver: ${e.stack ?? e}`);

@@ -4,25 +4,14 @@
 import {
   CalleeError, TetherError, connect, declarationOf, fingerprintOf, implement, refInfo, t,
 } from "/dist/index.js";
+import { check, rejects, runner } from "/test/harness.mjs";
 
 const wsUrl = new URLSearchParams(location.search).get("ws");
 const results = [];
 window.__tether = { results, done: false };
-const log = (line) => (document.getElementById("log").textContent += line + "\n");
+const { test, log } = runner(results);
 
-function check(cond, what) {
-  if (!cond) throw new Error(`expected ${what}`);
-}
 
-async function rejects(promise, kind, what) {
-  try {
-    await promise;
-  } catch (e) {
-    if (kind instanceof Function ? e instanceof kind : e instanceof TetherError && e.kind === kind) return e;
-    throw new Error(`${what}: expected ${kind.name ?? kind}, got ${e}`);
-  }
-  throw new Error(`${what}: expected it to fail`);
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -41,16 +30,6 @@ const listenerDecl = {
   methods: { notify: { params: [["n", t.u32]], result: t.string } },
 };
 
-async function test(name, body) {
-  try {
-    await body();
-    results.push({ name, ok: true });
-    log(`ok   ${name}`);
-  } catch (e) {
-    results.push({ name, ok: false, error: String(e && e.stack ? e.stack : e) });
-    log(`FAIL ${name}: ${e}`);
-  }
-}
 
 const peer = await connect(wsUrl, { credentials: { principal: "ada", secret: "s3cret" } });
 // Every proxy a test looks up stays held, so that only the proxies the
