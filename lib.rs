@@ -154,6 +154,14 @@ pub mod ext {
 #[doc(hidden)]
 pub use tether_semantics::__private;
 
+// The macro's generated code names `::tether`; inside this crate too.
+extern crate self as tether;
+
+// The file sits with the transports because that is what it reports on;
+// it is compiled here because it uses the interface macro and the filters.
+#[path = "transports/introspect.rs"]
+pub mod introspect;
+
 /// The README's examples, compiled and run as doc-tests.
 #[doc = include_str!("README.md")]
 #[cfg(doctest)]

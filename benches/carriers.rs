@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
-use tether::transports::{Config, Peer, quic, tcp, ws};
+use tether::transports::{Config, Peer, quic, relay, tcp, ws};
 use tether::{Node, View};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -236,6 +236,25 @@ async fn run(plan: Plan) {
     let quic_f = over(peer, &plan).await;
     l.close().await;
 
+    // Through a relay on the same runtime: one more hop each way.
+    let relay = relay::Relay::serve("127.0.0.1:0", None, relay::RelayConfig::default())
+        .await
+        .unwrap();
+    let registration = relay::serve_through(&server, relay.tcp_addr(), None, Config::new())
+        .await
+        .unwrap();
+    let peer = relay::connect(
+        &node,
+        relay.tcp_addr(),
+        registration.server_id(),
+        Config::new(),
+    )
+    .await
+    .unwrap();
+    let relay_f = over(peer, &plan).await;
+    drop(registration);
+    relay.close().await;
+
     println!(
         "| carrier | add p50 | add p99 | p50 vs floor | calls/s, 64 in flight | vs floor | 64 KiB echo MB/s, 8 in flight | vs floor |"
     );
@@ -245,6 +264,7 @@ async fn run(plan: Plan) {
         ("Tether TCP", tcp_f),
         ("Tether WebSocket", ws_f),
         ("Tether QUIC", quic_f),
+        ("Tether TCP through a relay", relay_f),
     ] {
         println!(
             "| {name} | {:.1} µs | {:.1} µs | {:.2}× | {:.0} | {:.0}% | {:.0} | {:.0}% |",

@@ -44,4 +44,4 @@ mod listener;
 
 pub use connection::{Authenticator, Config, Peer, Tables};
 pub use frame::{Frame, FrameError, Limits, Tag};
-pub use listener::Listener;
+pub use listener::{Listener, PeerSet};

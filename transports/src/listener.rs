@@ -56,6 +56,31 @@ pub struct Listener {
 /// The connections a listener accepted.
 pub(crate) type Peers = Arc<Mutex<Vec<Peer>>>;
 
+/// The connections of a listener or a relay registration, as they come
+/// and go. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerSet(pub(crate) Peers);
+
+impl PeerSet {
+    /// The connections open now.
+    pub fn peers(&self) -> Vec<Peer> {
+        open_peers(&self.0)
+    }
+}
+
+impl fmt::Debug for PeerSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PeerSet").field(&self.peers().len()).finish()
+    }
+}
+
+/// The peers still open, forgetting the closed ones.
+pub(crate) fn open_peers(peers: &Peers) -> Vec<Peer> {
+    let mut peers = peers.lock().unwrap_or_else(|p| p.into_inner());
+    peers.retain(|p| !p.is_closed());
+    peers.clone()
+}
+
 impl Listener {
     #[cfg(feature = "tcp")]
     pub(crate) fn new(local_addr: SocketAddr, peers: Peers, accept: JoinHandle<()>) -> Self {
@@ -73,9 +98,13 @@ impl Listener {
 
     /// The connections accepted and still open.
     pub fn peers(&self) -> Vec<Peer> {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers.retain(|p| !p.is_closed());
-        peers.clone()
+        open_peers(&self.peers)
+    }
+
+    /// A handle on the listener's connections that outlives a borrow of it
+    /// (for [`Introspection`](../introspect/struct.Introspection.html)).
+    pub fn peer_set(&self) -> PeerSet {
+        PeerSet(Arc::clone(&self.peers))
     }
 
     /// Stops accepting and closes every connection accepted.

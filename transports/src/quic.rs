@@ -194,7 +194,29 @@ pub struct Dev {
     key: PrivateKeyDer<'static>,
 }
 
+/// [`connect`] trusting only `certificate` (DER), a server's self-signed
+/// development certificate, for `server_name`: what a tool given a
+/// certificate file does.
+pub async fn connect_trusting(
+    node: &Node,
+    addr: impl ToSocketAddrs,
+    server_name: &str,
+    certificate: &[u8],
+    config: Config,
+) -> Result<Peer, Error> {
+    let tls = trust(CertificateDer::from(certificate.to_vec()))
+        .and_then(client_config)
+        .map_err(|e| cannot_connect("QUIC", &e))?;
+    connect(node, addr, server_name, tls, config).await
+}
+
 impl Dev {
+    /// The certificate (DER), for clients to trust: what
+    /// [`connect_trusting`] takes.
+    pub fn certificate_der(&self) -> &[u8] {
+        self.certificate.as_ref()
+    }
+
     /// A self-signed certificate for `names` (the first is the name
     /// [`connect`](Dev::connect) asks for).
     pub fn new(names: &[&str]) -> io::Result<Dev> {

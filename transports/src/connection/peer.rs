@@ -8,8 +8,9 @@ use tether_semantics::{Client, Context, Error, ErrorKind, Node, NodeId, Principa
 use super::config::Config;
 use super::driver::{Driver, Status, disconnected};
 use super::proxy::{AnyRef, proxy_of};
-use super::registry::LOOKUP;
+use super::registry::{LOOKUP, NAMES};
 use super::{FrameSink, FrameStream};
+use crate::frame::WireView;
 use crate::session::{Closed, Tables};
 
 /// One end of a connection to another node.
@@ -96,6 +97,35 @@ impl Peer {
             proxy.described().await?;
         }
         Ok(reference)
+    }
+
+    /// The names the peer publishes in the directory this connection
+    /// reaches, sorted.
+    pub async fn names(&self) -> Result<Vec<String>, Error> {
+        let registry = self.bootstrap().await?;
+        let reply = registry
+            .call(NAMES, Value::serializable(()), Context::for_call())
+            .await?;
+        reply.decode::<Vec<String>>()
+    }
+
+    /// What the view behind `reference` (a reference from this connection)
+    /// offers, as the peer described it: the interface, its fingerprint,
+    /// and each method's abstraction and wire schemas (PROTOCOL.md, §5.8).
+    /// What a tool without the Rust types (`tether inspect`) reads.
+    pub async fn description(&self, reference: &Ref) -> Result<Arc<WireView>, Error> {
+        let proxy = proxy_of(reference)
+            .filter(|p| p.is_of(&self.driver))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UnknownObject,
+                    "not a reference from this connection",
+                )
+            })?;
+        proxy.described().await?;
+        proxy
+            .wire_view()
+            .ok_or_else(|| Error::new(ErrorKind::UnknownObject, "the peer no longer exports it"))
     }
 
     /// The reference to the peer's registry (its bootstrap object), once

@@ -95,6 +95,14 @@ impl Proxy {
 
     /// Waits until the view's description, asked for when the reference
     /// was imported, has arrived.
+    /// The view as the peer described it, once it has.
+    pub(crate) fn wire_view(&self) -> Option<Arc<WireView>> {
+        match &*self.view.borrow() {
+            Some(Ok(view)) => Some(Arc::clone(view)),
+            _ => None,
+        }
+    }
+
     pub(crate) async fn described(&self) -> Result<(), Error> {
         if self.view.borrow().is_none() {
             let mut rx = self.view.subscribe();

@@ -15,6 +15,7 @@ use tether_semantics::{
 use super::driver::{ABORT, COMMIT, Driver, PREPARE, disconnected};
 
 pub(crate) const LOOKUP: Selector = Selector::new("lookup");
+pub(crate) const NAMES: Selector = Selector::new("names");
 
 /// The interface of every node's bootstrap object.
 struct RegistryInterface;
@@ -23,6 +24,7 @@ pub(crate) static REGISTRY: &InterfaceDescriptor = &InterfaceDescriptor::new(
     "tether.Registry",
     &[
         MethodDescriptor::new(LOOKUP, &[Param::new("name", "String")], "Ref", None),
+        MethodDescriptor::new(NAMES, &[], "Vec<String>", None),
         MethodDescriptor::new(PREPARE, &[Param::new("tx", "u64")], "bool", None),
         MethodDescriptor::new(COMMIT, &[Param::new("tx", "u64")], "()", None),
         MethodDescriptor::new(ABORT, &[Param::new("tx", "u64")], "()", None),
@@ -46,6 +48,9 @@ pub(crate) fn registry(node: &Node, directory: Directory, connection: Weak<Drive
                 let (name,): (String,) = args.decode()?;
                 let reference = directory.lookup_ref(&name)?;
                 return Ok::<_, Error>(Value::serializable(reference));
+            }
+            if selector == NAMES {
+                return Ok(Value::serializable(directory.published()));
             }
             let (tx,): (u64,) = args.decode()?;
             let connection = connection

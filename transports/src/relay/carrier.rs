@@ -61,9 +61,12 @@ impl Registration {
 
     /// The connections of the clients linked now.
     pub fn peers(&self) -> Vec<Peer> {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers.retain(|p| !p.is_closed());
-        peers.clone()
+        crate::listener::open_peers(&self.peers)
+    }
+
+    /// A handle on the clients' connections, as they come and go.
+    pub fn peer_set(&self) -> crate::PeerSet {
+        crate::PeerSet(Arc::clone(&self.peers))
     }
 
     /// Waits until the registration ends (the relay went away, or

@@ -18,12 +18,12 @@ export const ERROR_KINDS: Record<number, string> = {
   2: "unknown object",
   3: "unknown method",
   4: "bad arguments",
-  5: "incompatible",
+  5: "incompatible interface",
   6: "access denied",
   7: "overloaded",
   8: "deadline exceeded",
   9: "disconnected",
-  10: "internal",
+  10: "internal error",
 };
 
 /** A call that failed: its kind says how to react; `callee` is the callee's own error value. */
@@ -347,7 +347,7 @@ export class Peer {
     const r = new Reader(ret.ok?.value ?? new Uint8Array());
     const index = r.varint32();
     const found = proxies[index];
-    if (!found) throw new TetherError("internal", "lookup returned no reference");
+    if (!found) throw new TetherError("internal error", "lookup returned no reference");
     return found as T;
   }
 
@@ -559,7 +559,7 @@ export class Peer {
         callee = undefined;
       }
     }
-    return new TetherError(ERROR_KINDS[e.kind] ?? "internal", e.message, callee);
+    return new TetherError(ERROR_KINDS[e.kind] ?? "internal error", e.message, callee);
   }
 
   private noRefs(): RefCodec {
@@ -580,7 +580,7 @@ export class Peer {
     if (!view) throw new TetherError("unknown object", `export ${key} is not (or no longer) offered`);
     const entry = this.imports.get(key);
     if (entry && view.fingerprint !== entry.fingerprint) {
-      throw new TetherError("incompatible", `the view's fingerprint ${view.fingerprint.toString(16)} is not the reference's`);
+      throw new TetherError("incompatible interface", `the view's fingerprint ${view.fingerprint.toString(16)} is not the reference's`);
     }
     return view;
   }
@@ -646,9 +646,9 @@ export class Peer {
     if (!method) {
       // Not offered: the peer is the judge, and says so.
       await this.question(key, selector, view.version, new Uint8Array(), [], {});
-      throw new TetherError("internal", `${name} answered though it is not offered`);
+      throw new TetherError("internal error", `${name} answered though it is not offered`);
     }
-    if (!method.types) throw new TetherError("incompatible", `${view.interface}::${name} has no wire schema`);
+    if (!method.types) throw new TetherError("incompatible interface", `${view.interface}::${name} has no wire schema`);
     const params = method.types.params.map(([, s]) => decodeSchema(s));
     let options: CallOptions = {};
     if (args.length === params.length + 1) options = (args.pop() ?? {}) as CallOptions;
@@ -863,8 +863,14 @@ export class Peer {
   }
 
   private serveRegistry(call: CallFrame, fail: (kind: number, message: string) => void, reply: (r: ReturnFrame) => void): void {
+    if (call.selector === selectorOf("names")) {
+      const w = new Writer();
+      writeValue(w, { type: "seq", of: { type: "string" } }, [...this.published.keys()].sort(), this.noRefs());
+      reply({ id: call.id ?? 0n, ok: { refs: [], value: w.finish() }, error: null });
+      return;
+    }
     if (call.selector !== selectorOf("lookup")) {
-      fail(3, "this side's registry offers lookup only");
+      fail(3, "this side's registry offers lookup and names only");
       return;
     }
     let name: string;

@@ -145,6 +145,28 @@ try {
   const posts = await serving.evaluate(() => window.__relay.posts);
   if (posts.join() !== "hello through the relay") failures.push(`relay: the serving page saw ${posts}`);
 
+  // The README's demos: the example page, and two tabs through the relay.
+  try {
+    const demo = await context.newPage();
+    demo.on("pageerror", (e) => failures.push(`demo page error: ${e.message}`));
+    await demo.goto(`${started.http}/?ws=${encodeURIComponent(started.ws)}`);
+    await demo.waitForFunction(() => document.getElementById("log").textContent.includes("the page heard 2"), null, { timeout: 30_000 });
+    const tabA = await context.newPage();
+    tabA.on("pageerror", (e) => failures.push(`relay demo (serving) error: ${e.message}`));
+    await tabA.goto(`${started.http}/example/relay.html?relay=${relayArg}`);
+    const link = await tabA.waitForSelector("#intro a", { timeout: 30_000 });
+    const tabB = await context.newPage();
+    tabB.on("pageerror", (e) => failures.push(`relay demo (calling) error: ${e.message}`));
+    await tabB.goto(new URL(await link.getAttribute("href"), started.http).href);
+    await tabB.waitForSelector("#form:not([hidden])", { timeout: 30_000 });
+    await tabB.click("#form button");
+    await tabB.waitForFunction(() => document.getElementById("log").textContent.includes("the calling tab heard 1"), null, { timeout: 30_000 });
+    await tabA.waitForFunction(() => document.getElementById("log").textContent.includes("post("), null, { timeout: 30_000 });
+    console.log("ok   the demos: the example page, and two tabs through the relay");
+  } catch (e) {
+    failures.push(`demos: ${e.message}`);
+  }
+
   // Declarations generated from the node's descriptions type-check a
   // use of the proxies, and refuse a wrong argument type.
   try {
