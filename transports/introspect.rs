@@ -17,9 +17,10 @@
 //! let listener = tcp::serve(&node, "127.0.0.1:0", Config::new()).await?;
 //! let introspection = Introspection::new(&node);
 //! introspection.watch("tcp", listener.peer_set());
-//! introspection.publish(&node, "admin")?; // under "tether.introspect", for role "admin" only
+//! // Under "tether.introspect", callable by role "admin" only.
+//! let published = introspection.publish(&node, "admin")?;
 //!
-//! let dump = introspection.dump_now();
+//! let dump = published.object().dump_now();
 //! assert_eq!(dump.published, ["tether.introspect"]);
 //! assert!(dump.connections.is_empty());
 //! # Ok(()) }
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::filters::AccessLayer;
 use crate::transports::PeerSet;
-use crate::{Node, Schema, ViewError};
+use crate::{Exposed, Node, Object, Schema, ViewError};
 
 /// The name [`Introspection::publish`] publishes under.
 pub const NAME: &str = "tether.introspect";
@@ -116,8 +117,13 @@ impl Introspection {
     }
 
     /// Exposes this object and publishes it under [`NAME`], callable only
-    /// by principals that hold `role`.
-    pub fn publish(self, node: &Node, role: &str) -> Result<(), ViewError> {
+    /// by principals that hold `role`; returns the exposed object (to watch
+    /// more connections through, or to remove its view).
+    pub fn publish(
+        self,
+        node: &Node,
+        role: &str,
+    ) -> Result<Exposed<Object<Introspection>>, ViewError> {
         let exposed = node.expose(self).with_view(
             "admin",
             IntrospectInterface::view().layer(AccessLayer::allow_role(role)),
@@ -125,7 +131,7 @@ impl Introspection {
         if let Ok(reference) = exposed.view("admin") {
             node.publish(NAME, reference);
         }
-        Ok(())
+        Ok(exposed)
     }
 
     /// What `dump` would answer now.

@@ -113,6 +113,10 @@ async fn one_server_serves_many_clients_at_once() {
         for (i, answer) in answers.into_iter().enumerate() {
             assert_eq!(answer.unwrap(), format!("client {i}"));
         }
+        // A frame larger than a link's queue budget (1 MiB) still passes
+        // when nothing else waits.
+        let big = "x".repeat(3 << 20);
+        assert_eq!(clients[0].2.echo(big.clone()).await.unwrap(), big);
         assert_eq!(registration.peers().len(), 3);
         assert_eq!(relay.tables().clients, 3);
         assert_eq!(relay.tables().servers, 1);

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ pub struct Registration {
     server: ServerId,
     credential: Credential,
     peers: Peers,
+    links: Arc<Links>,
     task: JoinHandle<()>,
     closed: tokio::sync::watch::Receiver<Option<String>>,
 }
@@ -85,12 +87,15 @@ impl Registration {
         for peer in self.peers() {
             peer.close().await;
         }
+        lock(&self.links).clear();
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         self.task.abort();
+        // Every session's stream ends now, not when it next writes.
+        lock(&self.links).clear();
     }
 }
 
@@ -103,6 +108,13 @@ fn refused(action: &str, reason: &str) -> Error {
     Error::new(kind, format!("the relay refused to {action}: {reason}"))
 }
 
+/// The largest frame a relay sends (its default `max_frame`): a server's
+/// link must be able to carry whatever the relay forwards; each session
+/// still refuses frames over its own limit.
+fn relay_max_frame() -> usize {
+    super::RelayConfig::default().max_frame
+}
+
 async fn dial(
     relay: impl ToSocketAddrs,
     max_frame: usize,
@@ -112,8 +124,13 @@ async fn dial(
         .map_err(|e| crate::listener::cannot_connect("the relay", &e))?;
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
-    // Room for a session's largest frame and the link's wrapping.
-    Ok(crate::tcp::framed(read, write, max_frame + 64))
+    // Room for a session's largest frame and the link's wrapping, and for
+    // whatever the relay forwards.
+    Ok(crate::tcp::framed(
+        read,
+        write,
+        (max_frame + 64).max(relay_max_frame()),
+    ))
 }
 
 /// The relay's answer to the first frame.
@@ -211,6 +228,7 @@ pub async fn serve_through(
         }
     };
     let peers: Peers = Arc::new(Mutex::new(Vec::new()));
+    let links: Arc<Links> = Arc::default();
     let (closed_tx, closed) = tokio::sync::watch::channel(None);
     let task = tokio::spawn(mux(
         node.clone(),
@@ -218,57 +236,96 @@ pub async fn serve_through(
         frames,
         sink,
         Arc::clone(&peers),
+        Arc::clone(&links),
         closed_tx,
     ));
     Ok(Registration {
         server,
         credential,
         peers,
+        links,
         task,
         closed,
     })
 }
 
+/// Frames from the relay that one link may have waiting for its session,
+/// in bytes (a frame larger than this still passes alone): the relay's
+/// connection is shared, so a session that does not keep up loses its
+/// link rather than holding up the others or the node's memory.
+const LINK_BYTES: usize = 4 << 20;
+
+/// The relay pings after a third of its idle timeout; this long with no
+/// frame at all means it is gone.
+const RELAY_SILENCE: Duration = Duration::from_secs(90);
+
+/// One link's inbound queue: the frames, and their bytes.
+pub(crate) struct LinkIn {
+    tx: mpsc::UnboundedSender<Bytes>,
+    queued: Arc<AtomicUsize>,
+}
+
+pub(crate) type Links = Mutex<HashMap<u32, LinkIn>>;
+
+fn lock(links: &Links) -> std::sync::MutexGuard<'_, HashMap<u32, LinkIn>> {
+    links.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Carries the sessions of every link over the one connection to the relay.
+#[allow(clippy::too_many_arguments)]
 async fn mux(
     node: Node,
     config: Config,
     mut frames: FrameStream,
     mut sink: FrameSink,
     peers: Peers,
+    links: Arc<Links>,
     closed: tokio::sync::watch::Sender<Option<String>>,
 ) {
-    // Every session's frames, and the mux's own, go out through one queue
-    // that the writer drains; it is bounded, so sessions feel the
-    // relay's backpressure as they would a socket's.
-    // The writer runs inside this task (not beside it), so that ending the
+    // Sessions' frames go out through one bounded queue, so that they feel
+    // the relay's backpressure as they would a socket's; the mux's own
+    // (Close, Pong: small, one per event) through another that never
+    // refuses. The writer runs inside this task, so that ending the
     // registration drops the relay's connection at once.
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(LINK_QUEUE);
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Bytes>();
+    let write_timeout = config.write_timeout_or_default();
     let writer = async move {
-        while let Some(frame) = out_rx.recv().await {
-            if sink.send(frame).await.is_err() {
-                break;
+        loop {
+            let frame = tokio::select! {
+                biased;
+                Some(frame) = control_rx.recv() => frame,
+                Some(frame) = out_rx.recv() => frame,
+                else => break,
+            };
+            match tokio::time::timeout(write_timeout, sink.send(frame)).await {
+                Ok(Ok(())) => {}
+                _ => break,
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     };
-    let links: Arc<Links> = Arc::default();
 
     let reader = async {
         loop {
-            let frame = match frames.next().await {
-                None => break "the relay closed the connection".to_string(),
-                Some(Err(e)) => break format!("the relay's connection failed: {e}"),
-                Some(Ok(frame)) => frame,
+            let frame = match tokio::time::timeout(RELAY_SILENCE, frames.next()).await {
+                Err(_) => break format!("the relay said nothing for {RELAY_SILENCE:?}"),
+                Ok(None) => break "the relay closed the connection".to_string(),
+                Ok(Some(Err(e))) => break format!("the relay's connection failed: {e}"),
+                Ok(Some(Ok(frame))) => frame,
             };
             match RelayFrame::decode(&frame) {
                 Ok(Some(RelayFrame::Open { link })) => {
-                    let (tx, rx) = mpsc::channel(LINK_QUEUE);
-                    links
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(link, tx);
-                    let stream: FrameStream = Box::pin(tokio_stream_of(rx));
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let queued = Arc::new(AtomicUsize::new(0));
+                    lock(&links).insert(
+                        link,
+                        LinkIn {
+                            tx,
+                            queued: Arc::clone(&queued),
+                        },
+                    );
+                    let stream: FrameStream = Box::pin(link_stream(rx, queued));
                     let to_relay = PollSender::new(out_tx.clone());
                     let link_sink: FrameSink = Box::pin(
                         to_relay
@@ -280,9 +337,9 @@ async fn mux(
                             }),
                     );
                     let on_close = {
-                        let out = out_tx.clone();
+                        let control = control_tx.clone();
                         let links = Arc::clone(&links);
-                        Box::new(move || end_link(&links, &out, link, "the session closed"))
+                        Box::new(move || end_link(&links, &control, link, "the session closed"))
                             as Box<dyn FnOnce() + Send>
                     };
                     let peer =
@@ -290,30 +347,30 @@ async fn mux(
                     admit(&peers, peer);
                 }
                 Ok(Some(RelayFrame::Data { link, frame })) => {
-                    let tx = links
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&link)
-                        .cloned();
-                    if let Some(tx) = tx {
-                        if tx.try_send(Ok(frame)).is_err() {
-                            // The session does not keep up: its link closes,
-                            // the others go on.
-                            end_link(
-                                &links,
-                                &out_tx,
-                                link,
-                                "the session is not reading: queue full",
-                            );
-                        }
+                    let map = lock(&links);
+                    let Some(entry) = map.get(&link) else {
+                        continue; // a link that closed meanwhile
+                    };
+                    let len = frame.len();
+                    let before = entry.queued.fetch_add(len, Ordering::AcqRel);
+                    let fits = before == 0 || before + len <= LINK_BYTES;
+                    if !fits || entry.tx.send(frame).is_err() {
+                        entry.queued.fetch_sub(len, Ordering::AcqRel);
+                        drop(map);
+                        // The session does not keep up: its link closes,
+                        // the others go on.
+                        end_link(
+                            &links,
+                            &control_tx,
+                            link,
+                            "the session is not reading: queue full",
+                        );
                     }
                 }
                 Ok(Some(RelayFrame::Close { link, .. })) => {
                     // The client is gone: its session's stream ends.
-                    links
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&link);
+                    let gone = lock(&links).remove(&link);
+                    drop(gone);
                 }
                 Ok(Some(RelayFrame::Refused { reason })) => {
                     break format!("the relay closed: {reason}");
@@ -323,7 +380,7 @@ async fn mux(
                 {
                     let mut pong = frame.to_vec();
                     pong[..4].copy_from_slice(&crate::frame::Tag::PONG.0.to_le_bytes());
-                    let _ = out_tx.try_send(Bytes::from(pong));
+                    let _ = control_tx.send(Bytes::from(pong));
                 }
                 Ok(None) => {}
                 Ok(Some(other)) => break format!("the relay sent an unexpected {other:?}"),
@@ -337,28 +394,33 @@ async fn mux(
     };
     tracing::debug!(reason, "relay registration ended");
     // Every link's stream ends: each session closes, `disconnected`.
-    links.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    lock(&links).clear();
     let _ = closed.send(Some(reason));
 }
 
-type Links = Mutex<HashMap<u32, mpsc::Sender<io::Result<Bytes>>>>;
-
 /// Forgets `link` (its session's stream ends) and tells the relay.
-fn end_link(links: &Links, out: &mpsc::Sender<Bytes>, link: u32, reason: &str) {
-    links
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&link);
+fn end_link(links: &Links, control: &mpsc::UnboundedSender<Bytes>, link: u32, reason: &str) {
+    let gone = lock(links).remove(&link);
+    drop(gone);
     let close = RelayFrame::Close {
         link,
         reason: reason.into(),
     };
-    let _ = out.try_send(close.encode());
+    let _ = control.send(close.encode());
 }
 
-/// A receiver as a stream of frames.
-fn tokio_stream_of(
-    mut rx: mpsc::Receiver<io::Result<Bytes>>,
+/// A link's frames as a stream; each frame taken gives its bytes back to
+/// the link's budget.
+fn link_stream(
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|frame| {
+            frame.map(|frame| {
+                queued.fetch_sub(frame.len(), Ordering::AcqRel);
+                Ok(frame)
+            })
+        })
+    })
 }

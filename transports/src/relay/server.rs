@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::wire::{Credential, RelayFrame, ServerId};
@@ -96,6 +96,8 @@ struct Inner {
 struct ServerEntry {
     credential: Credential,
     out: Outbox,
+    /// What all its links have queued toward it, bounded together.
+    inbound: Budget,
     links: HashMap<u32, LinkEnd>,
     next_link: u32,
 }
@@ -106,12 +108,15 @@ struct ServerEntry {
 struct LinkEnd {
     out: Outbox,
     budget: Budget,
+    /// Dropped with the link: the client's task learns at once that the
+    /// link is over.
+    _gone: Arc<watch::Sender<()>>,
 }
 
 /// A connection's queue of frames to write, bounded in bytes per source.
 #[derive(Clone, Debug)]
 struct Outbox {
-    tx: mpsc::UnboundedSender<(Bytes, Arc<AtomicUsize>)>,
+    tx: mpsc::UnboundedSender<(Bytes, Vec<Arc<AtomicUsize>>)>,
 }
 
 /// One source's share of an outbox: what it has queued and not yet written.
@@ -130,17 +135,43 @@ impl Budget {
     }
 }
 
-impl Outbox {
-    /// Queues `frame` against `budget`; `false` if that would exceed it or
-    /// the connection is gone.
-    fn push(&self, frame: Bytes, budget: &Budget) -> bool {
-        let len = frame.len();
-        let before = budget.queued.fetch_add(len, Ordering::AcqRel);
-        if before + len > budget.limit {
-            budget.queued.fetch_sub(len, Ordering::AcqRel);
+impl Budget {
+    /// Takes `len` bytes; `false` (taking nothing) if that would exceed the
+    /// limit while something is queued already: a frame larger than the
+    /// limit still passes alone.
+    fn take(&self, len: usize) -> bool {
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if before != 0 && before + len > self.limit {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
-        self.tx.send((frame, Arc::clone(&budget.queued))).is_ok()
+        true
+    }
+}
+
+impl Outbox {
+    /// Queues `frame` against `budget` (and, toward a server, the server's
+    /// own `total`); `false` if that would exceed either, or the
+    /// connection is gone.
+    fn push(&self, frame: Bytes, budget: &Budget) -> bool {
+        self.push_within(frame, budget, None)
+    }
+
+    fn push_within(&self, frame: Bytes, budget: &Budget, total: Option<&Budget>) -> bool {
+        let len = frame.len();
+        if !budget.take(len) {
+            return false;
+        }
+        if let Some(total) = total {
+            if !total.take(len) {
+                budget.queued.fetch_sub(len, Ordering::AcqRel);
+                return false;
+            }
+        }
+        let charged: Vec<Arc<AtomicUsize>> = std::iter::once(Arc::clone(&budget.queued))
+            .chain(total.map(|t| Arc::clone(&t.queued)))
+            .collect();
+        self.tx.send((frame, charged)).is_ok()
     }
 }
 
@@ -227,10 +258,17 @@ impl Drop for Relay {
         for a in &self.accepts {
             a.abort();
         }
-        let tasks = std::mem::take(&mut self.state.lock().tasks);
+        let (tasks, servers) = {
+            let mut inner = self.state.lock();
+            (
+                std::mem::take(&mut inner.tasks),
+                std::mem::take(&mut inner.servers),
+            )
+        };
         for t in tasks {
             t.abort();
         }
+        drop(servers);
     }
 }
 
@@ -265,57 +303,74 @@ async fn accept(listener: TcpListener, state: Arc<State>, websocket: bool) {
     }
 }
 
-/// Writes what `rx` brings to `sink`, each within the write timeout.
-fn writer(
+/// Writes what `rx` brings to `sink`, each within the write timeout; ends
+/// when every outbox is dropped, or a write fails (then `done` says so).
+async fn writer(
     mut sink: FrameSink,
-    mut rx: mpsc::UnboundedReceiver<(Bytes, Arc<AtomicUsize>)>,
+    mut rx: mpsc::UnboundedReceiver<(Bytes, Vec<Arc<AtomicUsize>>)>,
     timeout: Duration,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some((frame, queued)) = rx.recv().await {
-            let len = frame.len();
-            let sent = tokio::time::timeout(timeout, sink.send(frame)).await;
+    done: watch::Sender<bool>,
+) {
+    while let Some((frame, charged)) = rx.recv().await {
+        let len = frame.len();
+        let sent = tokio::time::timeout(timeout, sink.send(frame)).await;
+        for queued in charged {
             queued.fetch_sub(len, Ordering::AcqRel);
-            if !matches!(sent, Ok(Ok(()))) {
-                break;
-            }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
-    })
+        if !matches!(sent, Ok(Ok(()))) {
+            break;
+        }
+    }
+    // Frames still queued are dropped with `rx`; their budgets go back.
+    rx.close();
+    while let Ok((frame, charged)) = rx.try_recv() {
+        for queued in charged {
+            queued.fetch_sub(frame.len(), Ordering::AcqRel);
+        }
+    }
+    let _ = done.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }
 
-/// One connection, from its first frame on.
+/// One connection, from its first frame on. Its writer runs inside this
+/// task, so that stopping the relay (aborting the task) stops both.
 async fn connection(state: Arc<State>, mut frames: FrameStream, sink: FrameSink) {
     let config = state.config.clone();
     let (tx, rx) = mpsc::unbounded_channel();
     let out = Outbox { tx };
-    let write = writer(sink, rx, config.write_timeout);
+    let (done_tx, write_failed) = watch::channel(false);
+    let write = writer(sink, rx, config.write_timeout, done_tx);
     let own = Budget::new(config.max_queued_bytes);
 
-    let first = tokio::time::timeout(config.handshake_timeout, frames.next()).await;
-    let first = match first {
-        Ok(Some(Ok(frame))) => RelayFrame::decode(&frame),
-        _ => {
-            drop(out);
-            let _ = write.await;
-            return;
-        }
-    };
-    match first {
-        Ok(Some(RelayFrame::Register { credential })) => {
-            server(&state, frames, out, credential).await;
-        }
-        Ok(Some(RelayFrame::Connect { server })) => client(&state, frames, out, server).await,
-        _ => {
-            refuse(
+    let handle = async move {
+        let first = tokio::time::timeout(config.handshake_timeout, frames.next()).await;
+        let first = match first {
+            Ok(Some(Ok(frame))) => RelayFrame::decode(&frame),
+            Err(_) => {
+                refuse(
+                    &out,
+                    &own,
+                    "no Register or Connect within the handshake timeout",
+                );
+                return;
+            }
+            _ => return,
+        };
+        match first {
+            Ok(Some(RelayFrame::Register { credential })) => {
+                server(&state, frames, out, credential, write_failed).await;
+            }
+            Ok(Some(RelayFrame::Connect { server })) => {
+                client(&state, frames, out, server, write_failed).await;
+            }
+            _ => refuse(
                 &out,
                 &own,
                 "the first frame to a relay must be Register or Connect",
-            );
-            drop(out);
+            ),
         }
-    }
-    let _ = write.await;
+    };
+    tokio::join!(write, handle);
 }
 
 fn refuse(out: &Outbox, budget: &Budget, reason: &str) {
@@ -335,6 +390,7 @@ async fn server(
     mut frames: FrameStream,
     out: Outbox,
     credential: Option<Vec<u8>>,
+    mut write_failed: watch::Receiver<bool>,
 ) {
     let config = &state.config;
     let own = Budget::new(config.max_queued_bytes);
@@ -360,7 +416,13 @@ async fn server(
     let ping_after = config.idle_timeout / 3;
     let mut silent = Duration::ZERO;
     let reason = loop {
-        let frame = match tokio::time::timeout(ping_after, frames.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(ping_after, frames.next()) => next,
+            _ = write_failed.wait_for(|failed| *failed) => {
+                break "cannot write to the server within the write timeout".to_string();
+            }
+        };
+        let frame = match next {
             Err(_) => {
                 silent += ping_after;
                 if silent >= config.idle_timeout {
@@ -399,7 +461,9 @@ async fn server(
                     .servers
                     .get_mut(&server)
                     .and_then(|s| s.links.remove(&link));
-                drop(gone); // the client's writer ends, closing its connection
+                // The client's writer ends, closing its connection, and its
+                // task hears the link is gone.
+                drop(gone);
             }
             Ok(None) if tag_of(&frame) == Some(crate::frame::Tag::PING) => {
                 let mut pong = frame.to_vec();
@@ -469,6 +533,7 @@ fn register(
         ServerEntry {
             credential: credential.clone(),
             out: out.clone(),
+            inbound: Budget::new(config.max_queued_bytes.saturating_mul(8)),
             links: HashMap::new(),
             next_link: 1,
         },
@@ -517,9 +582,16 @@ fn close_link(state: &Arc<State>, server: ServerId, link: u32, reason: &str) {
 
 /// Connects a client to its server, then carries its frames until either
 /// side ends.
-async fn client(state: &Arc<State>, mut frames: FrameStream, out: Outbox, server: ServerId) {
+async fn client(
+    state: &Arc<State>,
+    mut frames: FrameStream,
+    out: Outbox,
+    server: ServerId,
+    mut write_failed: watch::Receiver<bool>,
+) {
     let config = &state.config;
     let own = Budget::new(config.max_queued_bytes);
+    let (gone_tx, mut gone) = watch::channel(());
     let opened = {
         let mut inner = state.lock();
         match inner.servers.get_mut(&server) {
@@ -529,50 +601,62 @@ async fn client(state: &Arc<State>, mut frames: FrameStream, out: Outbox, server
                 config.max_clients_per_server
             )),
             Some(s) => {
-                let link = s.next_link;
-                s.next_link = s.next_link.wrapping_add(1).max(1);
+                // A link id in use is never given again, even after the
+                // counter wraps: a client must not step into another's link.
+                let mut link = s.next_link;
+                while s.links.contains_key(&link) {
+                    link = link.wrapping_add(1).max(1);
+                }
+                s.next_link = link.wrapping_add(1).max(1);
+                // Connected is queued under the lock, before the link is
+                // visible: nothing of the server's can overtake it.
+                out.push(RelayFrame::Connected.encode(), &own);
                 s.links.insert(
                     link,
                     LinkEnd {
                         out: out.clone(),
                         budget: Budget::new(config.max_queued_bytes),
+                        _gone: Arc::new(gone_tx),
                     },
                 );
-                Ok((link, s.out.clone()))
+                // The server hears of the link before any of its frames.
+                let open = RelayFrame::Open { link }.encode();
+                let told = s.out.push_within(open, &Budget::new(usize::MAX), None);
+                Ok((link, s.out.clone(), s.inbound.clone(), told))
             }
         }
     };
-    let (link, to_server) = match opened {
+    let (link, to_server, inbound, told) = match opened {
         Ok(o) => o,
         Err(reason) => {
             refuse(&out, &own, &reason);
             return;
         }
     };
-    // The server hears of the link before any of its frames.
-    let toward_server = Budget::new(config.max_queued_bytes);
-    to_server.push(RelayFrame::Open { link }.encode(), &toward_server);
-    out.push(RelayFrame::Connected.encode(), &own);
     drop(out); // the server's entry holds the client's outbox now
+    if !told {
+        close_link(state, server, link, "cannot write to the server");
+        return;
+    }
     tracing::debug!(%server, link, "relay: client linked");
 
+    let toward_server = Budget::new(config.max_queued_bytes);
     let reason = loop {
-        let frame = match tokio::time::timeout(config.idle_timeout, frames.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(config.idle_timeout, frames.next()) => next,
+            _ = gone.changed() => break "the link is closed".to_string(),
+            _ = write_failed.wait_for(|failed| *failed) => {
+                break "cannot write to the client within the write timeout".to_string();
+            }
+        };
+        let frame = match next {
             Err(_) => break "the client showed no sign of life".to_string(),
             Ok(None) => break "the client closed its connection".to_string(),
             Ok(Some(Err(e))) => break format!("the client's connection failed: {e}"),
             Ok(Some(Ok(frame))) => frame,
         };
-        let still_linked = state
-            .lock()
-            .servers
-            .get(&server)
-            .is_some_and(|s| s.links.contains_key(&link));
-        if !still_linked {
-            break "the server closed the link".to_string();
-        }
         let data = RelayFrame::Data { link, frame }.encode();
-        if !to_server.push(data, &toward_server) {
+        if !to_server.push_within(data, &toward_server, Some(&inbound)) {
             break "the server is not reading: queue full".to_string();
         }
     };

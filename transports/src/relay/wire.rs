@@ -34,9 +34,17 @@ impl std::str::FromStr for ServerId {
 }
 
 /// The secret a relay issues to a server, which lets it register again:
-/// 128 random bits.
-#[derive(Clone, PartialEq, Eq)]
+/// 128 random bits. `==` compares in constant time.
+#[derive(Clone)]
 pub struct Credential(pub [u8; 16]);
+
+impl PartialEq for Credential {
+    fn eq(&self, other: &Credential) -> bool {
+        self.matches(&other.0)
+    }
+}
+
+impl Eq for Credential {}
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -66,7 +74,7 @@ impl Credential {
 
     /// From 32 hex digits.
     pub fn from_hex(text: &str) -> Option<Credential> {
-        if text.len() != 32 || !text.is_ascii() {
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut bytes = [0_u8; 16];
@@ -90,8 +98,9 @@ pub(crate) mod tag {
     pub(crate) const CLOSE: Tag = Tag(0x8000_0108);
 }
 
-/// One frame of the relay's own protocol.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One frame of the relay's own protocol. `Debug` never prints a
+/// credential.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RelayFrame {
     /// The first frame of a server's connection: register, with the
     /// credential of an earlier registration or none for a new one.
@@ -138,6 +147,39 @@ pub enum RelayFrame {
         /// Why.
         reason: String,
     },
+}
+
+impl fmt::Debug for RelayFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelayFrame::Register { credential } => f
+                .debug_struct("Register")
+                .field("credential", &credential.as_ref().map(|_| "…"))
+                .finish(),
+            RelayFrame::Registered { server, .. } => f
+                .debug_struct("Registered")
+                .field("server", server)
+                .finish_non_exhaustive(),
+            RelayFrame::Connect { server } => {
+                f.debug_struct("Connect").field("server", server).finish()
+            }
+            RelayFrame::Connected => f.write_str("Connected"),
+            RelayFrame::Refused { reason } => {
+                f.debug_struct("Refused").field("reason", reason).finish()
+            }
+            RelayFrame::Open { link } => f.debug_struct("Open").field("link", link).finish(),
+            RelayFrame::Data { link, frame } => f
+                .debug_struct("Data")
+                .field("link", link)
+                .field("len", &frame.len())
+                .finish(),
+            RelayFrame::Close { link, reason } => f
+                .debug_struct("Close")
+                .field("link", link)
+                .field("reason", reason)
+                .finish(),
+        }
+    }
 }
 
 /// Why bytes are not a relay frame.

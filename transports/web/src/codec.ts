@@ -2,7 +2,7 @@
 // strings and fixed-width integers (PROTOCOL.md, §3), and FNV hashes.
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Bad input: bytes that do not decode as the protocol says. */
 export class DecodeError extends Error {

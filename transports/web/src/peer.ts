@@ -151,7 +151,8 @@ export function refInfo(value: unknown): RefInfo | undefined {
 
 /** The interface a Description gives, as a declaration an object can be exported under. */
 export function declarationOf(view: WireView): InterfaceDecl {
-  const methods: Record<string, MethodDecl> = {};
+  // No prototype: a method named `__proto__` is a method like any other.
+  const methods: Record<string, MethodDecl> = Object.create(null);
   for (const m of view.methods) {
     if (!m.types) continue;
     methods[m.name] = {
@@ -161,10 +162,14 @@ export function declarationOf(view: WireView): InterfaceDecl {
       kind: m.kind === 1 ? "oneway" : "sync",
     };
   }
-  return { name: view.interface, methods };
+  // The view may offer only some of the interface's methods: the
+  // fingerprint is the whole interface's, as the Description gives it.
+  return { name: view.interface, methods, fingerprint: view.fingerprint };
 }
 
 interface Question {
+  /** The tag of the frame that answers it: Return or Description. */
+  expects: number;
   resolve(frame: Frame): void;
   reject(error: unknown): void;
 }
@@ -186,11 +191,17 @@ interface Export {
 
 interface Running {
   abort: AbortController;
+  cancelled: boolean;
 }
 
 const MAX_FRAME = 16 * 1024 * 1024;
 /** The most of the peer's calls this side runs at once (announced in its Hello). */
 const MAX_IN_FLIGHT = 1024;
+/** The most references one frame may carry (PROTOCOL.md, §6.5). */
+const MAX_REFS_PER_FRAME = 1024;
+/** Keepalive (PROTOCOL.md, §5.11): a Ping after this long unheard, a close after `IDLE_TIMEOUT_MS`. */
+const KEEPALIVE_MS = 10_000;
+const IDLE_TIMEOUT_MS = 30_000;
 const REGISTRY_KEY = 0;
 const REGISTRY_FINGERPRINT = 0x7e7e726567697374n;
 
@@ -233,12 +244,15 @@ export class Peer {
   private readonly running = new Map<bigint, Running>();
   private readonly published = new Map<string, object>();
   private onewaysRunning = 0;
+  private readonly onewayAborts = new Set<AbortController>();
   /** Oneway calls refused because too many were running. */
   refusedOneways = 0;
   private readonly finalizer = new FinalizationRegistry<{ key: number; entry: Import }>(
     ({ key, entry }) => this.dropImport(key, entry),
   );
   private peerHello: Hello | null = null;
+  private lastHeard = Date.now();
+  private keepalive: ReturnType<typeof setInterval> | undefined;
   private closedReason: string | null = null;
   private readonly opening: Promise<void>;
   private readonly closing: Promise<string>;
@@ -270,6 +284,12 @@ export class Peer {
         });
       };
       const onFrame = (bytes: Uint8Array) => {
+        this.lastHeard = Date.now();
+        const max = options.maxFrame ?? MAX_FRAME;
+        if (bytes.length > max) {
+          this.close(`a frame of ${bytes.length} bytes exceeds this side's limit of ${max}`);
+          return;
+        }
         let frame: Frame;
         try {
           frame = decodeFrame(bytes);
@@ -287,10 +307,16 @@ export class Peer {
             return;
           }
           this.peerHello = frame.hello;
+          this.startKeepalive();
           resolve();
           return;
         }
-        this.receive(frame);
+        try {
+          this.receive(frame);
+        } catch (e) {
+          // Whatever the peer's frame made go wrong ends this connection only.
+          this.close(`cannot handle a frame: ${(e as Error).message}`);
+        }
       };
       const onClose = (reason: string) => {
         this.closed(reason);
@@ -391,13 +417,31 @@ export class Peer {
     this.transport.close(reason);
   }
 
+  private startKeepalive(): void {
+    this.keepalive = setInterval(() => {
+      const silent = Date.now() - this.lastHeard;
+      if (silent >= IDLE_TIMEOUT_MS) {
+        this.close(`the peer showed no sign of life for ${IDLE_TIMEOUT_MS} ms`);
+      } else if (silent >= KEEPALIVE_MS) {
+        try {
+          this.send({ tag: TAG.PING, nonce: randomU64() });
+        } catch {
+          // Closed meanwhile.
+        }
+      }
+    }, KEEPALIVE_MS / 2);
+  }
+
   private closed(reason: string): void {
     if (this.closedReason !== null) return;
     this.closedReason = reason;
+    clearInterval(this.keepalive);
     for (const q of this.questions.values()) q.reject(disconnected(reason));
     this.questions.clear();
     for (const r of this.running.values()) r.abort.abort(disconnected(reason));
     this.running.clear();
+    for (const a of this.onewayAborts) a.abort(disconnected(reason));
+    this.onewayAborts.clear();
     this.exports.clear();
     for (const entry of this.imports.values()) entry.released = true;
     this.imports.clear();
@@ -429,8 +473,13 @@ export class Peer {
       case TAG.CANCEL:
         if ("id" in frame) {
           const id = (frame as { id: bigint }).id;
-          this.running.get(id)?.abort.abort(new TetherError("failed", "cancelled by the caller"));
-          this.running.delete(id);
+          const running = this.running.get(id);
+          if (running && !running.cancelled) {
+            // The handler may run on (JavaScript cannot stop it), so the call keeps its place
+            // until it settles; no Return is sent for it.
+            running.cancelled = true;
+            running.abort.abort(new TetherError("failed", "cancelled by the caller"));
+          }
         }
         return;
       case TAG.RETURN:
@@ -454,7 +503,8 @@ export class Peer {
         return;
       case TAG.DESCRIBE:
         if ("keys" in frame) {
-          const views = frame.keys.map((key) => this.viewOf(key));
+          // Keys past the limit get none, as for the Rust side.
+          const views = frame.keys.map((key, i) => (i < MAX_REFS_PER_FRAME ? this.viewOf(key) : null));
           this.send({ tag: TAG.DESCRIPTION, id: frame.id, views });
         }
         return;
@@ -481,7 +531,12 @@ export class Peer {
     const q = this.questions.get(id);
     if (!q) {
       // Nobody waits: give back what it brought.
-      this.takeRefs(refs).forEach((p) => this.release(p));
+      this.giveBack(refs);
+      return;
+    }
+    if (q.expects !== frame.tag) {
+      this.giveBack(refs);
+      this.close(`protocol error: frame ${frame.tag} answers question ${id}, which expects ${q.expects}`);
       return;
     }
     this.questions.delete(id);
@@ -519,11 +574,16 @@ export class Peer {
       const stop = (error: unknown) => {
         if (!this.questions.delete(id)) return;
         finish();
-        this.send({ tag: TAG.CANCEL, id });
         reject(error);
+        try {
+          this.send({ tag: TAG.CANCEL, id });
+        } catch {
+          // Closed meanwhile: nothing to cancel.
+        }
       };
       const onAbort = () => stop(options.signal?.reason);
       this.questions.set(id, {
+        expects: TAG.RETURN,
         resolve: (frame) => {
           finish();
           const ret = (frame as { ret: ReturnFrame }).ret;
@@ -544,6 +604,7 @@ export class Peer {
       } catch (e) {
         this.questions.delete(id);
         finish();
+        this.unexport(refs);
         reject(e);
       }
     });
@@ -573,7 +634,7 @@ export class Peer {
     if (this.closedReason !== null) throw disconnected(this.closedReason);
     const id = this.nextQuestion++;
     const frame = await new Promise<Frame>((resolve, reject) => {
-      this.questions.set(id, { resolve, reject });
+      this.questions.set(id, { expects: TAG.DESCRIPTION, resolve, reject });
       this.send({ tag: TAG.DESCRIBE, id, keys: [key] });
     });
     const view = (frame as { views: (WireView | null)[] }).views[0];
@@ -587,6 +648,17 @@ export class Peer {
 
   /** Counts the sender references of a received frame and returns one proxy (or home object) per entry. */
   private takeRefs(refs: WireRef[]): object[] {
+    if (refs.length > MAX_REFS_PER_FRAME) {
+      this.giveBack(refs);
+      throw new TetherError("bad arguments", `${refs.length} references in one frame, more than ${MAX_REFS_PER_FRAME}`);
+    }
+    // A forged receiver reference refuses the whole frame before anything is counted.
+    for (const ref of refs) {
+      if (!ref.sender && !this.exports.has(ref.key)) {
+        this.giveBack(refs);
+        throw new TetherError("unknown object", `export ${ref.key} is not this side's`);
+      }
+    }
     return refs.map((ref) => {
       if (!ref.sender) {
         const e = this.exports.get(ref.key);
@@ -609,6 +681,33 @@ export class Peer {
     });
   }
 
+  /** Gives back the sender references of a frame this side will not use, without touching its proxies. */
+  private giveBack(refs: WireRef[]): void {
+    const counts = new Map<number, number>();
+    for (const r of refs) if (r.sender) counts.set(r.key, (counts.get(r.key) ?? 0) + 1);
+    if (counts.size > 0 && this.closedReason === null) {
+      try {
+        this.send({ tag: TAG.RELEASE, entries: [...counts.entries()] });
+      } catch {
+        // A Release too large for the peer: it keeps the references until the connection closes.
+      }
+    }
+  }
+
+  /** Takes back the export counts of a frame that was not sent. */
+  private unexport(refs: WireRef[]): void {
+    for (const r of refs) {
+      if (!r.sender) continue;
+      const e = this.exports.get(r.key);
+      if (!e) continue;
+      e.count -= 1;
+      if (e.count <= 0) {
+        this.exports.delete(r.key);
+        this.exportKeys.delete(e.target);
+      }
+    }
+  }
+
   private dropImport(key: number, entry: Import): void {
     if (entry.released) return;
     entry.released = true;
@@ -622,25 +721,27 @@ export class Peer {
   private makeProxy(key: number, fingerprint: bigint, entry: Import): object {
     const info: RefInfo = { key, fingerprint, peer: this };
     const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
-    return new Proxy(Object.freeze({}), {
+    const proxy: object = new Proxy(Object.freeze({}), {
       get: (_target, prop) => {
         if (prop === INFO) return info;
         if (typeof prop !== "string" || prop === "then" || prop === "toJSON") return undefined;
         let method = methods.get(prop);
         if (!method) {
-          method = (...args: unknown[]) => this.callThrough(key, entry, prop, args);
+          // The method holds the proxy: `const { add } = proxy` keeps the reference alive.
+          method = (...args: unknown[]) => this.callThrough(key, entry, prop, args, proxy);
           methods.set(prop, method);
         }
         return method;
       },
       has: (_target, prop) => prop === INFO,
     });
+    return proxy;
   }
 
-  private async callThrough(key: number, entry: Import, name: string, args: unknown[]): Promise<unknown> {
+  private async callThrough(key: number, entry: Import, name: string, args: unknown[], proxy: object): Promise<unknown> {
     if (this.closedReason !== null) throw disconnected(this.closedReason);
     if (entry.released) throw new TetherError("unknown object", "the reference was released");
-    const view = await this.describe(entry.proxy.deref() ?? {});
+    const view = await this.describe(proxy);
     const method = view.methods.find((m) => m.name === name);
     const selector = method?.selector ?? selectorOf(name);
     if (!method) {
@@ -660,11 +761,17 @@ export class Peer {
     try {
       writeValue(w, list(params), params.length === 1 ? args[0] : args, this.refWriter(refs), name);
     } catch (e) {
+      this.unexport(refs);
       if (e instanceof EncodeError) throw new TetherError("bad arguments", `${view.interface}::${e.message}`);
       throw e;
     }
     if (method.kind === 1) {
-      this.send({ tag: TAG.ONEWAY, call: { id: null, key, selector, version: view.version, context: this.context(options), refs, args: w.finish() } });
+      try {
+        this.send({ tag: TAG.ONEWAY, call: { id: null, key, selector, version: view.version, context: this.context(options), refs, args: w.finish() } });
+      } catch (e) {
+        this.unexport(refs);
+        throw e;
+      }
       return null;
     }
     const errorSchema = method.types.error ? decodeSchema(method.types.error) : null;
@@ -701,7 +808,7 @@ export class Peer {
         let e = key !== undefined ? this.exports.get(key) : undefined;
         if (!e) {
           key = this.nextExport++;
-          e = { target: value, decl, fingerprint: fingerprintOf(decl), count: 0 };
+          e = { target: value, decl, fingerprint: decl.fingerprint ?? fingerprintOf(decl), count: 0 };
           this.exports.set(key, e);
           this.exportKeys.set(value, key);
         }
@@ -737,18 +844,36 @@ export class Peer {
 
   /** Runs one of the peer's calls into an exported object (or the registry). */
   private serve(call: CallFrame): void {
+    const abort = new AbortController();
+    const mine: Running = { abort, cancelled: false };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Sends the Return, unless the call was cancelled or another call took its id; the
+    // references counted for a frame that is not sent are taken back.
     const reply = (ret: ReturnFrame) => {
-      if (call.id === null || !this.running.has(call.id)) return;
+      clearTimeout(timer);
+      if (call.id === null || this.running.get(call.id) !== mine) {
+        this.unexport(ret.ok?.refs ?? []);
+        return;
+      }
       this.running.delete(call.id);
+      if (mine.cancelled || this.closedReason !== null) {
+        this.unexport(ret.ok?.refs ?? []);
+        return;
+      }
       try {
         this.send({ tag: TAG.RETURN, ret });
       } catch (e) {
-        this.send({ tag: TAG.RETURN, ret: { id: call.id, ok: null, error: { kind: 1, message: (e as Error).message, callee: null } } });
+        this.unexport(ret.ok?.refs ?? []);
+        const message = (e as Error).message.slice(0, 1024);
+        try {
+          this.send({ tag: TAG.RETURN, ret: { id: call.id, ok: null, error: { kind: 1, message, callee: null } } });
+        } catch {
+          this.close("cannot answer within the peer's frame limit");
+        }
       }
     };
     const fail = (kind: number, message: string, callee: Uint8Array | null = null) =>
       reply({ id: call.id ?? 0n, ok: null, error: { kind, message, callee } });
-    const abort = new AbortController();
     if (call.id !== null) {
       if (this.running.has(call.id)) {
         this.close(`call id ${call.id} reused while in flight`);
@@ -756,25 +881,25 @@ export class Peer {
       }
       if (this.running.size >= MAX_IN_FLIGHT) {
         // Refused without running: what it brought goes back at once.
-        this.takeRefs(call.refs.filter((r) => r.sender)).forEach((p) => this.release(p));
+        this.giveBack(call.refs);
         this.send({
           tag: TAG.RETURN,
           ret: { id: call.id, ok: null, error: { kind: 7, message: `more than ${MAX_IN_FLIGHT} calls in flight`, callee: null } },
         });
         return;
       }
-      this.running.set(call.id, { abort });
+      this.running.set(call.id, mine);
     } else if (this.onewaysRunning >= MAX_IN_FLIGHT) {
       this.refusedOneways += 1;
       console.warn(`refused a oneway call: more than ${MAX_IN_FLIGHT} running`);
-      this.takeRefs(call.refs.filter((r) => r.sender)).forEach((p) => this.release(p));
+      this.giveBack(call.refs);
       return;
     }
     let proxies: object[];
     try {
       proxies = this.takeRefs(call.refs);
     } catch (e) {
-      fail(2, (e as Error).message);
+      fail(e instanceof TetherError && e.kind === "bad arguments" ? 4 : 2, (e as Error).message);
       return;
     }
     if (call.key === REGISTRY_KEY) {
@@ -815,33 +940,55 @@ export class Peer {
       fail(4, `${e.decl.name}::${name}: ${(err as Error).message}`);
       return;
     }
+    // A Call to a method this side makes oneway is answered at once and runs on (§6.4).
+    let oneway = call.id === null;
+    if (!oneway && m.kind === "oneway") {
+      reply({ id: call.id ?? 0n, ok: { refs: [], value: new Uint8Array() }, error: null });
+      oneway = true;
+    }
     const deadline = call.context.deadlineMs !== null ? Date.now() + Number(call.context.deadlineMs) : null;
+    if (deadline !== null && !oneway) {
+      // The caller's deadline: the handler is told, and the call ends with error 8.
+      timer = setTimeout(() => {
+        abort.abort(new TetherError("deadline exceeded", "the caller's deadline passed"));
+        fail(8, `${e.decl.name}::${name}: the caller's deadline passed`);
+      }, Math.max(0, deadline - Date.now()));
+    }
     const info: CallInfo = {
       signal: abort.signal,
       deadline,
       context: { ...call.context, deadlineMs: null, lineage: [randomU64(), ...call.context.lineage].slice(0, 32) },
     };
-    if (call.id === null) this.onewaysRunning += 1;
+    if (oneway) {
+      this.onewaysRunning += 1;
+      this.onewayAborts.add(abort);
+    }
     Promise.resolve()
       .then(() => (fn as (...a: unknown[]) => unknown).apply(e.target, [...args, info]))
       .finally(() => {
-        if (call.id === null) this.onewaysRunning -= 1;
+        if (oneway) {
+          this.onewaysRunning -= 1;
+          this.onewayAborts.delete(abort);
+        }
+        // A cancelled call keeps its place until its handler settles.
+        if (call.id !== null && mine.cancelled && this.running.get(call.id) === mine) this.running.delete(call.id);
       })
       .then(
         (result) => {
-          if (call.id === null) return;
+          if (oneway || mine.cancelled || (call.id !== null && this.running.get(call.id) !== mine)) return;
           const refs: WireRef[] = [];
           const w = new Writer();
           try {
             writeValue(w, m.result, result, this.refWriter(refs), `${name}'s result`);
           } catch (err) {
+            this.unexport(refs);
             fail(1, `${e.decl.name}::${name} returned a value its schema refuses: ${(err as Error).message}`);
             return;
           }
-          reply({ id: call.id, ok: { refs, value: w.finish() }, error: null });
+          reply({ id: call.id ?? 0n, ok: { refs, value: w.finish() }, error: null });
         },
         (err: unknown) => {
-          if (call.id === null) {
+          if (oneway) {
             console.warn(`oneway ${e.decl.name}::${name} failed`, err);
             return;
           }

@@ -244,6 +244,8 @@ export interface MethodDecl {
 export interface InterfaceDecl {
   name: string;
   methods: Record<string, MethodDecl>;
+  /** The whole interface's fingerprint, when the methods are only some of it (a view's, from a Description). */
+  fingerprint?: bigint;
 }
 
 /** The canonical encoding of an interface (PROTOCOL.md, §9.2). */
@@ -504,7 +506,10 @@ export function readValue(r: Reader, s: Schema, refs: RefCodec): unknown {
 
 function readFieldsValue(r: Reader, fields: Field[], refs: RefCodec): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [name, s] of fields) out[name] = readValue(r, s, refs);
+  for (const [name, s] of fields) {
+    // defineProperty, so that a field named `__proto__` is a field.
+    Object.defineProperty(out, name, { value: readValue(r, s, refs), enumerable: true, writable: true, configurable: true });
+  }
   return out;
 }
 
