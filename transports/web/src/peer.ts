@@ -98,6 +98,8 @@ export interface Transport {
   close(reason: string): void;
   /** Whether frames can be sent. */
   readonly isOpen: boolean;
+  /** Bytes sent but not yet on the wire, where the transport knows (a WebSocket's `bufferedAmount`). */
+  readonly buffered?: number;
 }
 
 /** A WebSocket's binary messages as frames (one frame per message). */
@@ -128,6 +130,9 @@ export function webSocketTransport(ws: WebSocket): Transport {
     close: (reason) => ws.close(1000, reason.slice(0, 120)),
     get isOpen() {
       return ws.readyState === 1;
+    },
+    get buffered() {
+      return ws.bufferedAmount;
     },
   };
 }
@@ -202,6 +207,10 @@ const MAX_REFS_PER_FRAME = 1024;
 /** Keepalive (PROTOCOL.md, §5.11): a Ping after this long unheard, a close after `IDLE_TIMEOUT_MS`. */
 const KEEPALIVE_MS = 10_000;
 const IDLE_TIMEOUT_MS = 30_000;
+/** How long a Describe may go unanswered. */
+const DESCRIBE_TIMEOUT_MS = 10_000;
+/** Bytes a WebSocket may hold unsent before the peer counts as not reading (PROTOCOL.md, §8). */
+const MAX_UNSENT = 64 * 1024 * 1024;
 const REGISTRY_KEY = 0;
 const REGISTRY_FINGERPRINT = 0x7e7e726567697374n;
 
@@ -411,7 +420,11 @@ export class Peer {
   close(reason = "goodbye"): void {
     if (this.closedReason !== null) return;
     if (this.transport.isOpen) {
-      this.send({ tag: TAG.GOODBYE, reason });
+      try {
+        this.send({ tag: TAG.GOODBYE, reason });
+      } catch {
+        // Closed by the send itself (the peer was not reading).
+      }
     }
     this.closed(reason);
     this.transport.close(reason);
@@ -450,6 +463,12 @@ export class Peer {
 
   private send(frame: Frame): void {
     if (!this.transport.isOpen) return;
+    if ((this.transport.buffered ?? 0) > MAX_UNSENT) {
+      const reason = `the peer is not reading: more than ${MAX_UNSENT} bytes unsent`;
+      this.closed(reason);
+      this.transport.close(reason);
+      throw disconnected(reason);
+    }
     const bytes = encodeFrame(frame);
     const max = this.peerHello?.maxFrame ?? MAX_FRAME;
     if (bytes.length > max) {
@@ -596,8 +615,12 @@ export class Peer {
         },
       });
       options.signal?.addEventListener("abort", onAbort);
+      const inherited = options.nestedIn?.deadline ?? null;
       if (options.timeoutMs !== undefined) {
         timer = setTimeout(() => stop(new TetherError("deadline exceeded", `no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+      } else if (inherited !== null) {
+        // The deadline of the call this one is made for holds here too.
+        timer = setTimeout(() => stop(new TetherError("deadline exceeded", "the enclosing call's deadline passed")), Math.max(0, inherited - Date.now()));
       }
       try {
         this.send({ tag: TAG.CALL, call: { id, key, selector, version, context: this.context(options), refs, args } });
@@ -633,10 +656,22 @@ export class Peer {
   private async describeKey(key: number): Promise<WireView> {
     if (this.closedReason !== null) throw disconnected(this.closedReason);
     const id = this.nextQuestion++;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const frame = await new Promise<Frame>((resolve, reject) => {
       this.questions.set(id, { expects: TAG.DESCRIPTION, resolve, reject });
-      this.send({ tag: TAG.DESCRIBE, id, keys: [key] });
-    });
+      // A peer that never describes must not hold the call forever.
+      timer = setTimeout(() => {
+        if (this.questions.delete(id)) {
+          reject(new TetherError("deadline exceeded", `no Description of export ${key} within ${DESCRIBE_TIMEOUT_MS} ms`));
+        }
+      }, DESCRIBE_TIMEOUT_MS);
+      try {
+        this.send({ tag: TAG.DESCRIBE, id, keys: [key] });
+      } catch (e) {
+        this.questions.delete(id);
+        reject(e);
+      }
+    }).finally(() => clearTimeout(timer));
     const view = (frame as { views: (WireView | null)[] }).views[0];
     if (!view) throw new TetherError("unknown object", `export ${key} is not (or no longer) offered`);
     const entry = this.imports.get(key);

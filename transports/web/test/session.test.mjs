@@ -14,15 +14,14 @@ function scripted() {
   const sent = [];
   let events;
   const transport = {
+    buffered: 0,
     start(e) {
       events = e;
       queueMicrotask(() => e.onOpen());
     },
     send: (bytes) => sent.push(decodeFrame(bytes)),
     close: () => {},
-    get isOpen() {
-      return true;
-    },
+    isOpen: true,
   };
   const deliver = (frame) => events.onFrame(encodeFrame(frame));
   const hello = { tag: 1, hello: { version: 3, node: 9n, bootstrap: 0, credentials: null, maxFrame: 1 << 24, maxInFlight: 8 } };
@@ -106,4 +105,12 @@ test("a Call to a method this side makes oneway is answered at once and runs on"
   await tick();
   assert.equal(ran, true);
   peer.close();
+});
+
+test("a peer that stops reading closes the connection instead of growing the buffer", async () => {
+  const { peer, transport } = await opened();
+  transport.buffered = 65 * 1024 * 1024;
+  const e = await peer.lookup("x").catch((err) => err);
+  assert.equal(e.kind, "disconnected");
+  assert.match(await peer.whenClosed(), /not reading/);
 });
