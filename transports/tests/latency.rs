@@ -25,7 +25,11 @@ impl Chain for Step {
 
 const LATENCY: Duration = Duration::from_millis(20);
 
-async fn linked() -> (tether::transports::Peer, tether::transports::Peer, ChainClient) {
+async fn linked() -> (
+    tether::transports::Peer,
+    tether::transports::Peer,
+    ChainClient,
+) {
     let (client, server) = (Node::new(), Node::new());
     let step = server
         .expose(Step)
@@ -53,7 +57,11 @@ async fn a_call_costs_a_round_trip_and_dependent_calls_one_each() {
     let b = chain.next(a).await.unwrap();
     let c = chain.next(b).await.unwrap();
     assert_eq!(c, 3);
-    assert_eq!(start.elapsed(), 6 * LATENCY, "three round trips without pipelining");
+    assert_eq!(
+        start.elapsed(),
+        6 * LATENCY,
+        "three round trips without pipelining"
+    );
 
     // Independent calls share a round trip: the link delays, it does not
     // serialize.
