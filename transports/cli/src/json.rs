@@ -19,6 +19,19 @@ use tether::ext::schema::{Variant, WireSchema};
 thread_local! {
     /// Why the last encoding failed: postcard keeps only that it did.
     static WHY: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// Elements the value being decoded may still hold in all.
+    static BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Takes one element from the decoding budget; an error once it is spent.
+fn spend<E: de::Error>() -> Result<(), E> {
+    BUDGET.with(|b| match b.get().checked_sub(1) {
+        Some(left) => {
+            b.set(left);
+            Ok(())
+        }
+        None => Err(E::custom("more elements than the value has bytes")),
+    })
 }
 
 /// A serialization error that remembers its message.
@@ -37,8 +50,12 @@ pub(crate) fn encode(schema: &WireSchema, value: &Json) -> Result<Vec<u8>, Strin
     })
 }
 
-/// Decodes a value of `schema` that fills `bytes`.
+/// Decodes a value of `schema` that fills `bytes`. Sequences and maps
+/// together may hold at most a number of elements bounded by the size of
+/// the reply, so that a short reply cannot make this side build a huge
+/// value of elements that encode as nothing.
 pub(crate) fn decode(schema: &WireSchema, bytes: &[u8]) -> Result<Json, String> {
+    BUDGET.with(|b| b.set(bytes.len().saturating_mul(8).saturating_add(65_536)));
     let mut deserializer = postcard::Deserializer::from_bytes(bytes);
     let value = Seed(schema)
         .deserialize(&mut deserializer)
@@ -130,7 +147,8 @@ impl ser::Serialize for Typed<'_> {
                 let bytes: Option<Vec<u8>> = items.iter().map(fits::<u8>).collect();
                 s.serialize_bytes(&bytes.ok_or_else(|| expected("an array of bytes", v))?)
             }
-            WireSchema::Unit => s.serialize_unit(),
+            WireSchema::Unit if v.is_null() => s.serialize_unit(),
+            WireSchema::Unit => Err(expected("null", v)),
             WireSchema::Option(inner) => match v {
                 Json::Null => s.serialize_none(),
                 _ => s.serialize_some(&Typed {
@@ -258,6 +276,16 @@ fn field_values<'a>(
     fields: &[(String, WireSchema)],
     object: &'a Map<String, Json>,
 ) -> Result<Vec<&'a Json>, String> {
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !fields.iter().any(|(name, _)| name == *k))
+    {
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(format!(
+            "no field {unknown}; the fields are {}",
+            names.join(", ")
+        ));
+    }
     fields
         .iter()
         .map(|(name, schema)| match object.get(name) {
@@ -314,7 +342,15 @@ impl<'de> DeserializeSeed<'de> for Seed<'_> {
             WireSchema::I128 => d.deserialize_i128(Plain),
             WireSchema::F32 => d.deserialize_f32(Plain),
             WireSchema::F64 => d.deserialize_f64(Plain),
-            WireSchema::Char => d.deserialize_char(Plain),
+            // A char must be exactly one scalar value (postcard would keep
+            // the first of several).
+            WireSchema::Char => {
+                let text = d.deserialize_string(Plain)?;
+                match text.as_str().map(|t| t.chars().count()) {
+                    Some(1) => Ok(text),
+                    _ => Err(de::Error::custom("a char that is not one character")),
+                }
+            }
             WireSchema::String => d.deserialize_string(Plain),
             WireSchema::Bytes => d.deserialize_byte_buf(Plain),
             WireSchema::Unit => d.deserialize_unit(Plain),
@@ -401,6 +437,7 @@ impl<'de> Visitor<'de> for Composite<'_> {
             WireSchema::Seq(inner) => {
                 let mut out = Vec::new();
                 while let Some(v) = seq.next_element_seed(Seed(inner))? {
+                    spend::<A::Error>()?;
                     out.push(v);
                 }
                 Ok(Json::Array(out))
@@ -426,6 +463,7 @@ impl<'de> Visitor<'de> for Composite<'_> {
         };
         let mut pairs = Vec::new();
         while let Some(k) = map.next_key_seed(Seed(key))? {
+            spend::<A::Error>()?;
             pairs.push((k, map.next_value_seed(Seed(value))?));
         }
         // String keys make an object; others an array of pairs.
@@ -552,6 +590,30 @@ mod tests {
             assert!(e.contains(message), "{schema} {json}: {e}");
         }
         assert!(decode(&S::U16, &[0xff, 0xff, 0x07]).is_err());
+        // A count of elements that encode as nothing, larger than the reply.
+        let nothing = S::Seq(Box::new(S::Unit));
+        let e = decode(&nothing, &[0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap_err();
+        assert!(!e.is_empty());
+        assert_eq!(
+            decode(&nothing, &[2]).unwrap(),
+            serde_json::json!([null, null])
+        );
+        assert!(
+            decode(&S::Char, &[2, b'a', b'b']).is_err(),
+            "two characters are not a char"
+        );
+        let point = S::Struct(vec![("x".into(), S::I32)]);
+        let typo: Json = serde_json::from_str(r#"{"x": 1, "z": 2}"#).unwrap();
+        assert!(
+            encode(&point, &typo)
+                .unwrap_err()
+                .contains("no field z; the fields are x")
+        );
+        assert!(
+            encode(&S::Unit, &Json::from(5))
+                .unwrap_err()
+                .contains("expected null")
+        );
         assert!(
             decode(&S::U8, &[1, 2])
                 .unwrap_err()

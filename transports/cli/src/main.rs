@@ -71,6 +71,10 @@ enum Command {
         /// Clients per registered server.
         #[arg(long, default_value_t = 256)]
         max_clients: usize,
+        /// Also stop when standard input closes (for scripts and tests that
+        /// run the relay as a child process).
+        #[arg(long)]
+        until_stdin_closes: bool,
     },
     /// Shows what a node publishes: names, each one's view, methods and schemas.
     Inspect {
@@ -141,7 +145,8 @@ async fn main() -> ExitCode {
             listen,
             ws,
             max_clients,
-        } => run_relay(&listen, ws, max_clients).await,
+            until_stdin_closes,
+        } => run_relay(&listen, ws, max_clients, until_stdin_closes).await,
         Command::Inspect { reach } => inspect(&reach).await,
         Command::Call {
             reach,
@@ -164,6 +169,7 @@ async fn run_relay(
     listen: &str,
     ws: Option<std::net::SocketAddr>,
     max_clients: usize,
+    until_stdin_closes: bool,
 ) -> Result<(), Failure> {
     let config = RelayConfig {
         max_clients_per_server: max_clients,
@@ -176,8 +182,13 @@ async fn run_relay(
     if let Some(ws) = relay.ws_addr() {
         println!("relay ws://{ws}/");
     }
-    // Runs until Ctrl-C, or until standard input closes (for scripts).
+    // Runs until Ctrl-C, or, if asked, until standard input closes. Not by
+    // default: a relay started in the background or by a service manager
+    // has its standard input closed from the start.
     let stdin_closed = async {
+        if !until_stdin_closes {
+            return std::future::pending::<()>().await;
+        }
         use tokio::io::AsyncReadExt;
         let mut buf = [0_u8; 64];
         let mut stdin = tokio::io::stdin();
@@ -236,7 +247,14 @@ async fn open(reach: &Reach) -> Result<Peer, Failure> {
 
 fn schema_of(bytes: &[u8]) -> Result<WireSchema, Failure> {
     let mut input = bytes;
-    WireSchema::decode(&mut input).map_err(|e| Failure(format!("a schema the node sent: {e}")))
+    let schema = WireSchema::decode(&mut input)
+        .map_err(|e| Failure(format!("a schema the node sent: {e}")))?;
+    if !input.is_empty() {
+        return Err(Failure(
+            "a schema the node sent: bytes after the schema".into(),
+        ));
+    }
+    Ok(schema)
 }
 
 fn signature(name: &str, types: &WireTypes) -> Result<String, Failure> {
@@ -284,7 +302,7 @@ async fn inspect(reach: &Reach) -> Result<(), Failure> {
     for name in &names {
         match peer.lookup_ref(name).await {
             Ok(reference) => print_view(name, &*peer.description(&reference).await?)?,
-            Err(e) => println!("{name}: {}: {}", e.kind(), e.message()),
+            Err(e) => println!("{name}: {}: {}", kind_name(e.kind()), e.message()),
         }
     }
     peer.close().await;
@@ -354,12 +372,14 @@ async fn call(reach: &Reach, name: &str, method: &str, args: &str) -> Result<(),
                 }
                 _ => None,
             };
+            // The error as JSON on stdout too, with the callee's own value
+            // when the method has one that decodes.
+            let mut printed =
+                serde_json::json!({ "error": kind_name(e.kind()), "message": e.message() });
             if let Some(callee) = callee {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": kind_name(e.kind()), "message": e.message(), "callee": callee })
-                );
+                printed["callee"] = callee;
             }
+            println!("{printed}");
             Err(Failure::from(e))
         }
     };
@@ -372,7 +392,7 @@ async fn dump(reach: &Reach) -> Result<(), Failure> {
     let introspect: IntrospectClient = peer.lookup(INTROSPECT).await.map_err(|e| {
         Failure(format!(
             "{}: {} (the node's owner must publish its introspection object, see tether::introspect)",
-            e.kind(),
+            kind_name(e.kind()),
             e.message()
         ))
     })?;

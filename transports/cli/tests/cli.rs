@@ -285,7 +285,7 @@ async fn dump_needs_the_admin_credential() {
 async fn through_a_relay_the_command_runs_and_calls() {
     // `tether relay` as a process; a node registers through it.
     let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(["relay", "--listen", "127.0.0.1:0"])
+        .args(["relay", "--listen", "127.0.0.1:0", "--until-stdin-closes"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
