@@ -116,8 +116,12 @@ struct LinkEnd {
 /// A connection's queue of frames to write, bounded in bytes per source.
 #[derive(Clone, Debug)]
 struct Outbox {
-    tx: mpsc::UnboundedSender<(Bytes, Vec<Arc<AtomicUsize>>)>,
+    tx: mpsc::UnboundedSender<(Bytes, Charged)>,
 }
+
+/// The budgets a queued frame is charged to: its own, and toward a server
+/// the server's total.
+type Charged = (Arc<AtomicUsize>, Option<Arc<AtomicUsize>>);
 
 /// One source's share of an outbox: what it has queued and not yet written.
 #[derive(Clone, Debug)]
@@ -168,9 +172,10 @@ impl Outbox {
                 return false;
             }
         }
-        let charged: Vec<Arc<AtomicUsize>> = std::iter::once(Arc::clone(&budget.queued))
-            .chain(total.map(|t| Arc::clone(&t.queued)))
-            .collect();
+        let charged = (
+            Arc::clone(&budget.queued),
+            total.map(|t| Arc::clone(&t.queued)),
+        );
         self.tx.send((frame, charged)).is_ok()
     }
 }
@@ -235,6 +240,13 @@ impl Relay {
 
     /// Stops listening and closes every connection.
     pub async fn close(&self) {
+        self.stop();
+        tokio::task::yield_now().await;
+    }
+
+    /// Aborts every task (each connection's writer runs in its task) and
+    /// drops every server's entry, with the lock released.
+    fn stop(&self) {
         for a in &self.accepts {
             a.abort();
         }
@@ -249,26 +261,12 @@ impl Relay {
             t.abort();
         }
         drop(servers);
-        tokio::task::yield_now().await;
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        for a in &self.accepts {
-            a.abort();
-        }
-        let (tasks, servers) = {
-            let mut inner = self.state.lock();
-            (
-                std::mem::take(&mut inner.tasks),
-                std::mem::take(&mut inner.servers),
-            )
-        };
-        for t in tasks {
-            t.abort();
-        }
-        drop(servers);
+        self.stop();
     }
 }
 
@@ -307,16 +305,14 @@ async fn accept(listener: TcpListener, state: Arc<State>, websocket: bool) {
 /// when every outbox is dropped, or a write fails (then `done` says so).
 async fn writer(
     mut sink: FrameSink,
-    mut rx: mpsc::UnboundedReceiver<(Bytes, Vec<Arc<AtomicUsize>>)>,
+    mut rx: mpsc::UnboundedReceiver<(Bytes, Charged)>,
     timeout: Duration,
     done: watch::Sender<bool>,
 ) {
     while let Some((frame, charged)) = rx.recv().await {
         let len = frame.len();
         let sent = tokio::time::timeout(timeout, sink.send(frame)).await;
-        for queued in charged {
-            queued.fetch_sub(len, Ordering::AcqRel);
-        }
+        refund(&charged, len);
         if !matches!(sent, Ok(Ok(()))) {
             break;
         }
@@ -324,12 +320,18 @@ async fn writer(
     // Frames still queued are dropped with `rx`; their budgets go back.
     rx.close();
     while let Ok((frame, charged)) = rx.try_recv() {
-        for queued in charged {
-            queued.fetch_sub(frame.len(), Ordering::AcqRel);
-        }
+        refund(&charged, frame.len());
     }
     let _ = done.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+/// Gives `len` bytes back to the budgets a frame was charged to.
+fn refund((own, total): &Charged, len: usize) {
+    own.fetch_sub(len, Ordering::AcqRel);
+    if let Some(total) = total {
+        total.fetch_sub(len, Ordering::AcqRel);
+    }
 }
 
 /// One connection, from its first frame on. Its writer runs inside this
