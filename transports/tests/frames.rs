@@ -184,6 +184,101 @@ fn a_call_has_the_layout_protocol_md_draws() {
 }
 
 #[test]
+fn pipelining_frames_have_the_layout_protocol_md_draws() {
+    let first = Frame::Pipeline(PipelineFrame {
+        id: 7,
+        keep: true,
+        target: PipelineTarget::Export { key: 1 },
+        selector: 0x1122_3344,
+        version: 0,
+        context: WireContext::default(),
+        refs: Vec::new(),
+        args: Bytes::from_static(&[0xaa]),
+    });
+    let expected: &[u8] = &[
+        0x0d, 0x00, 0x00, 0x00, // tag 13: pipeline
+        0x07, // id 7
+        0x01, // keep: hold the answer for pipelining
+        0x00, 0x01, // target: export 1
+        0x44, 0x33, 0x22, 0x11, // selector
+        0x00, // no description
+        0, 0, 0, 0, 0, 0, 0, 0, // chain 0
+        0x00, 0x00, 0x00, 0x00, // no transaction, deadline, trace; empty lineage
+        0x00, // no references
+        0xaa, // the arguments
+    ];
+    assert_eq!(&encode(&first)[..], expected);
+    let second = Frame::Pipeline(PipelineFrame {
+        id: 8,
+        keep: false,
+        target: PipelineTarget::Answer {
+            question: 7,
+            index: 0,
+            fingerprint: 0x0102_0304_0506_0708,
+        },
+        selector: 0x1122_3344,
+        version: 0,
+        context: WireContext::default(),
+        refs: Vec::new(),
+        args: Bytes::new(),
+    });
+    let expected: &[u8] = &[
+        0x0d, 0x00, 0x00, 0x00, // tag 13
+        0x08, // id 8
+        0x00, // keep: no
+        0x01, 0x07, 0x00, // target: the answer to call 7, reference 0
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // its fingerprint
+        0x44, 0x33, 0x22, 0x11, // selector
+        0x00, // no description
+        0, 0, 0, 0, 0, 0, 0, 0, // chain 0
+        0x00, 0x00, 0x00, 0x00, // no transaction, deadline, trace; empty lineage
+        0x00, // no references, and no arguments
+    ];
+    assert_eq!(&encode(&second)[..], expected);
+    let oneway = Frame::PipelineOneway(PipelineOnewayFrame {
+        target: PipelineTarget::Export { key: 2 },
+        selector: 0x1122_3344,
+        version: 0,
+        context: WireContext::default(),
+        refs: Vec::new(),
+        args: Bytes::new(),
+    });
+    assert_eq!(
+        &encode(&oneway)[..],
+        &[
+            0x0e, 0, 0, 0, 0x00, 0x02, 0x44, 0x33, 0x22, 0x11, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0
+        ],
+        "tag 14, target export 2, selector, version, context, no references"
+    );
+    assert_eq!(
+        &encode(&Frame::Finish(Finish { question: 300 }))[..],
+        &[0x0f, 0, 0, 0, 0xac, 0x02],
+        "tag 15, the question"
+    );
+    for frame in [first, second, oneway, Frame::Finish(Finish { question: 1 })] {
+        round_trip(frame);
+    }
+    // keep is 0 or 1; a target kind other than 0 or 1 is malformed.
+    let mut bad = encode(&Frame::Pipeline(PipelineFrame {
+        id: 1,
+        keep: true,
+        target: PipelineTarget::Export { key: 1 },
+        selector: 0,
+        version: 0,
+        context: WireContext::default(),
+        refs: Vec::new(),
+        args: Bytes::new(),
+    }))
+    .to_vec();
+    bad[5] = 2;
+    assert!(Frame::decode(Bytes::from(bad.clone()), &Limits::default()).is_err());
+    bad[5] = 1;
+    bad[6] = 2;
+    assert!(Frame::decode(Bytes::from(bad), &Limits::default()).is_err());
+}
+
+#[test]
 fn a_lineage_longer_than_the_limit_is_malformed() {
     let mut context = WireContext {
         lineage: vec![1; MAX_LINEAGE],
@@ -254,8 +349,8 @@ fn bad_frames_get_clear_errors() {
     }
     let e = Frame::decode(Bytes::from(vec![0; 65]), &Limits { max_frame: 64 }).unwrap_err();
     assert_eq!(e.to_string(), "a frame of 65 bytes exceeds the limit of 64");
-    let e = Frame::decode(Bytes::from_static(b"\x0d\x00\x00\x00"), &limits).unwrap_err();
-    assert!(matches!(e, FrameError::UnknownTag(Tag(13))), "{e}");
+    let e = Frame::decode(Bytes::from_static(b"\x10\x00\x00\x00"), &limits).unwrap_err();
+    assert!(matches!(e, FrameError::UnknownTag(Tag(16))), "{e}");
     // A call cut off inside its header.
     let e =
         Frame::decode(Bytes::from_static(b"\x03\x00\x00\x00\x01\x01\x44"), &limits).unwrap_err();
@@ -338,7 +433,7 @@ proptest! {
     }
 
     #[test]
-    fn any_core_tag_with_junk_is_an_error_or_a_frame(tag in 1_u32..=9, junk in proptest::collection::vec(any::<u8>(), 0..64)) {
+    fn any_core_tag_with_junk_is_an_error_or_a_frame(tag in 1_u32..=15, junk in proptest::collection::vec(any::<u8>(), 0..64)) {
         let mut bytes = tag.to_le_bytes().to_vec();
         bytes.extend(junk);
         if let Ok(frame) = Frame::decode(Bytes::from(bytes), &Limits::default()) {

@@ -153,7 +153,7 @@ impl CallFrame {
 
 /// "A lineage carries at most 32 activations" (PROTOCOL.md §5.3): a longer
 /// one is a malformed frame.
-fn check_lineage(tag: Tag, context: &WireContext) -> Result<(), FrameError> {
+pub(super) fn check_lineage(tag: Tag, context: &WireContext) -> Result<(), FrameError> {
     if context.lineage.len() > MAX_LINEAGE {
         return Err(FrameError::Malformed {
             tag,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this implementation speaks.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// The first frame each side sends.
 ///

@@ -41,6 +41,7 @@ mod describe;
 mod fixed;
 mod hello;
 mod ping;
+mod pipeline;
 mod reference;
 
 use std::fmt;
@@ -56,6 +57,7 @@ pub use codes::{abstraction_code, abstraction_from_code, error_code, error_from_
 pub use describe::{Describe, Description, Revised, WireMethod, WireTypes, WireView};
 pub use hello::{Credentials, Goodbye, Hello, VERSION};
 pub use ping::{Ping, Pong};
+pub use pipeline::{Finish, PipelineFrame, PipelineOnewayFrame, PipelineTarget};
 pub use reference::{Release, Released};
 
 /// A frame's tag: what interprets the rest of the frame.
@@ -87,6 +89,12 @@ impl Tag {
     pub const PING: Tag = Tag(11);
     /// [`Pong`].
     pub const PONG: Tag = Tag(12);
+    /// [`PipelineFrame`].
+    pub const PIPELINE: Tag = Tag(13);
+    /// [`PipelineOnewayFrame`].
+    pub const PIPELINE_ONEWAY: Tag = Tag(14);
+    /// [`Finish`].
+    pub const FINISH: Tag = Tag(15);
     /// The first tag of the range reserved for extensions.
     pub const FIRST_EXTENSION: Tag = Tag(0x8000_0000);
 
@@ -129,6 +137,12 @@ pub enum Frame {
     Ping(Ping),
     /// Answers a Ping.
     Pong(Pong),
+    /// A call to an export or a promised answer, perhaps kept for pipelining.
+    Pipeline(PipelineFrame),
+    /// A oneway call to an export or a promised answer.
+    PipelineOneway(PipelineOnewayFrame),
+    /// A promised answer is no longer needed.
+    Finish(Finish),
     /// A frame of an extension (tag `0x8000_0000` or above), uninterpreted.
     Extension {
         /// Its tag.
@@ -208,6 +222,9 @@ impl Frame {
             Frame::Revised(_) => Tag::REVISED,
             Frame::Ping(_) => Tag::PING,
             Frame::Pong(_) => Tag::PONG,
+            Frame::Pipeline(_) => Tag::PIPELINE,
+            Frame::PipelineOneway(_) => Tag::PIPELINE_ONEWAY,
+            Frame::Finish(_) => Tag::FINISH,
             Frame::Extension { tag, .. } => *tag,
         }
     }
@@ -229,6 +246,9 @@ impl Frame {
             Frame::Revised(f) => put(tag, out, f),
             Frame::Ping(f) => put(tag, out, f),
             Frame::Pong(f) => put(tag, out, f),
+            Frame::Pipeline(f) => f.encode(tag, out),
+            Frame::PipelineOneway(f) => f.encode(tag, out),
+            Frame::Finish(f) => put(tag, out, f),
             Frame::Extension { body, .. } => {
                 if !tag.is_extension() {
                     return Err(FrameError::Encode {
@@ -270,6 +290,9 @@ impl Frame {
             Tag::REVISED => Frame::Revised(whole(tag, &body)?),
             Tag::PING => Frame::Ping(whole(tag, &body)?),
             Tag::PONG => Frame::Pong(whole(tag, &body)?),
+            Tag::PIPELINE => Frame::Pipeline(PipelineFrame::decode(tag, body)?),
+            Tag::PIPELINE_ONEWAY => Frame::PipelineOneway(PipelineOnewayFrame::decode(tag, body)?),
+            Tag::FINISH => Frame::Finish(whole(tag, &body)?),
             tag if tag.is_extension() => Frame::Extension { tag, body },
             tag => return Err(FrameError::UnknownTag(tag)),
         })
