@@ -117,7 +117,7 @@ pub use tether_transports as transports;
 /// | an invocation abstraction | [`Abstraction`](ext::Abstraction), [`Outgoing`](ext::Outgoing), [`Dispatched`](ext::Dispatched) |
 /// | a skeleton by hand, or a dynamic interface | [`Interface`](ext::Interface), [`InterfaceDescriptor`](ext::InterfaceDescriptor), [`Serve`](ext::Serve), [`Skeleton`](ext::Skeleton) |
 /// | something other than a Rust object behind a view | [`Backing`](ext::Backing), [`ServiceObject`](ext::ServiceObject) |
-/// | a carrier (a remote target) | [`Invoke`](ext::Invoke), [`Delivery`](ext::Delivery), [`Served`](ext::Served) |
+/// | a carrier (a remote target) | [`Invoke`](ext::Invoke), [`Delivery`](ext::Delivery), [`Served`](ext::Served); for promise pipelining [`Invoke::pipeline`](ext::Invoke::pipeline), [`start_in_order`](ext::start_in_order), [`broken_promise`](ext::broken_promise) |
 /// | a transactional resource | [`Participant`](ext::Participant), [`Transaction`](ext::Transaction) |
 /// | code generic over a view's filters | [`Filters`](ext::Filters), [`FilterService`](ext::FilterService) |
 ///
@@ -147,7 +147,8 @@ pub mod ext {
         Abstraction, AbstractionKind, ActivationId, Backing, ChainId, Delivery, Detail, Dispatched,
         FilterService, Filters, Interface, InterfaceDescriptor, Invoke, Method, MethodDescriptor,
         MethodPath, MethodView, Outgoing, Param, Scoped, Serve, Served, ServiceObject, Skeleton,
-        Target, TraceId, ViewDescriptor, Watcher, boxed, check_fingerprint, selector_id,
+        Target, TraceId, ViewDescriptor, Watcher, boxed, broken_promise, check_fingerprint,
+        promised_ref, selector_id, start_in_order,
     };
 }
 

@@ -6,7 +6,10 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::{Context, Detail, Dispatched, Error, ErrorKind, Ref, Selector, Value};
+use crate::{
+    Client, Context, Detail, Dispatched, Error, ErrorKind, Interface, InterfaceDescriptor, Ref,
+    Selector, Value,
+};
 
 /// A call made through a typed stub: a future of `Result<T, Error<E>>`.
 ///
@@ -94,6 +97,88 @@ impl<T, E> Call<T, E> {
         match &self.state {
             State::Deferred(_) => false,
             State::Dispatched(d) => d.is_started(),
+        }
+    }
+}
+
+impl<T: Client, E> Call<T, E> {
+    /// Sends the call now and returns, at once, a stub for the reference
+    /// it will return: promise pipelining.
+    ///
+    /// Calls through the stub may be made before the result arrives. To a
+    /// remote object they travel at once, and the callee holds them until
+    /// the answer is known, so a chain of dependent calls costs one round
+    /// trip instead of one each; to a local object they wait on this node.
+    /// Either way they are delivered in the order they are made, through
+    /// the resolved view's abstraction and filters. If this call fails,
+    /// each call through the stub fails with its error's kind and message.
+    /// [`Client::resolved`] waits for the reference itself.
+    ///
+    /// ```
+    /// use tether::{Client, Node};
+    ///
+    /// #[tether::interface]
+    /// pub trait Rows {
+    ///     async fn count(&self) -> u64;
+    /// }
+    /// #[tether::interface]
+    /// pub trait Db {
+    ///     async fn table(&self, name: String) -> RowsClient;
+    /// }
+    /// struct Table(u64);
+    /// impl Rows for Table {
+    ///     async fn count(&self) -> u64 { self.0 }
+    /// }
+    /// struct Store(Node);
+    /// impl Db for Store {
+    ///     async fn table(&self, name: String) -> RowsClient {
+    ///         let rows = Table(name.len() as u64);
+    ///         self.0.expose(rows).with_view("v", RowsInterface::view()).unwrap().client("v").unwrap()
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = Node::new();
+    /// let db: DbClient = node.expose(Store(node.clone())).with_view("v", DbInterface::view())?.client("v")?;
+    ///
+    /// // No await between the two calls: the second goes to the promise.
+    /// let rows: RowsClient = db.table("users".into()).pipeline();
+    /// assert_eq!(rows.count().await?, 5);
+    /// # Ok(()) }
+    /// ```
+    pub fn pipeline(self) -> T {
+        T::from_ref_unchecked(self.promise(0, T::Interface::DESCRIPTOR))
+    }
+}
+
+impl<T, E> Call<T, E> {
+    /// Like [`pipeline`](Call::pipeline), for a result that *holds*
+    /// references: a stub for the one at `index`, counting the references
+    /// in the order the result serializes them (fields in declaration
+    /// order; the first is 0). Calls through it fail with `bad arguments`
+    /// if the result holds no reference there, and `incompatible` if it
+    /// offers another interface.
+    pub fn pipeline_nth<C: Client>(self, index: u32) -> C {
+        C::from_ref_unchecked(self.promise(index, C::Interface::DESCRIPTOR))
+    }
+
+    fn promise(self, index: u32, want: &'static InterfaceDescriptor) -> Ref {
+        match self.state {
+            State::Deferred(Some((target, selector, args))) => {
+                target.pipeline(selector, args, Context::for_call(), index, want)
+            }
+            // Started already (a future view): the promise awaits it here.
+            State::Dispatched(dispatched) => {
+                crate::promise::LocalPromise::of(dispatched, index, want)
+            }
+            State::Deferred(None) => crate::promise::LocalPromise::of(
+                Dispatched::ready(Err(Error::new(
+                    ErrorKind::Internal,
+                    "a call pipelined after it was polled",
+                ))),
+                index,
+                want,
+            ),
         }
     }
 }

@@ -106,6 +106,30 @@ pub trait Invoke: Send + Sync + 'static {
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
+
+    /// Starts `message` as a promise: returns, at once, a reference to the
+    /// reference at `index` of the call's result (offering `want`), which
+    /// takes calls before the result is known. A remote target sends the
+    /// call and the calls through the promise without waiting for the
+    /// answer (one round trip for a chain of calls); the default gives the
+    /// message back, and the caller makes a promise on this node that
+    /// awaits the result.
+    fn pipeline(
+        &self,
+        message: Message,
+        index: u32,
+        want: &'static InterfaceDescriptor,
+    ) -> Result<Ref, Message> {
+        let _ = (index, want);
+        Err(message)
+    }
+
+    /// For a promise: the reference it resolved to, once it has (see
+    /// [`Ref::resolved`]); `None` (the default) for a target that is not a
+    /// promise.
+    fn resolved(&self) -> Option<BoxFuture<'static, Result<Ref, Error>>> {
+        None
+    }
 }
 
 /// Fails with [`ErrorKind::Incompatible`] unless `fingerprint` (of the
@@ -270,6 +294,59 @@ impl Ref {
         }
     }
 
+    /// Calls `selector` as a promise: returns at once a reference to the
+    /// reference at `index` of the result (offering `want`), which takes
+    /// calls before the result has arrived. [`Call::pipeline`] is the typed
+    /// form.
+    ///
+    /// Calls through the promise wait, in the order they are made, until
+    /// the result is known, then go to the reference it holds through that
+    /// view's abstraction and filters. To a remote target they travel
+    /// without waiting: the callee holds them until the answer, so a chain
+    /// of dependent calls costs one round trip. If the call fails, or its
+    /// result holds no such reference, each call through the promise fails
+    /// with that error's kind and message.
+    ///
+    /// [`Call::pipeline`]: crate::Call::pipeline
+    pub fn pipeline(
+        self,
+        selector: Selector,
+        args: Value,
+        context: Context,
+        index: u32,
+        want: &'static InterfaceDescriptor,
+    ) -> Ref {
+        if let Inner::Custom(c) = &self.0 {
+            let message = Message::new(c.target(), selector, args, context);
+            return match c.pipeline(message, index, want) {
+                Ok(promise) => promise,
+                Err(message) => {
+                    let (_, selector, args, context) = message.into_parts();
+                    crate::promise::LocalPromise::of(
+                        self.call_owned(selector, args, context),
+                        index,
+                        want,
+                    )
+                }
+            };
+        }
+        crate::promise::LocalPromise::of(self.call_owned(selector, args, context), index, want)
+    }
+
+    /// The reference this one resolved to, if it is a promise (see
+    /// [`pipeline`](Ref::pipeline)): waits for the promised answer. Any
+    /// other reference resolves to itself at once.
+    ///
+    /// Calls through a promise keep going through the promise after it
+    /// resolves, so they stay in order with the calls made before; calls
+    /// through the resolved reference are calls to another reference.
+    pub fn resolved(&self) -> BoxFuture<'static, Result<Ref, Error>> {
+        if let Some(resolving) = self.custom().and_then(|c| c.resolved()) {
+            return resolving;
+        }
+        Box::pin(std::future::ready(Ok(self.clone())))
+    }
+
     /// Whether the view lets the caller start `selector` when it awaits the
     /// call (sync), rather than at once (future, oneway). A method the view
     /// does not offer counts as sync: its error appears when awaited.
@@ -307,7 +384,10 @@ impl Ref {
         Ref::from_invoke(Arc::new(Layered { inner: self, stack }))
     }
 
-    fn resolve(&self, selector: Selector) -> Result<Option<Arc<dyn Abstraction>>, Error> {
+    pub(crate) fn resolve(
+        &self,
+        selector: Selector,
+    ) -> Result<Option<Arc<dyn Abstraction>>, Error> {
         match &self.0 {
             Inner::Local(slot) => {
                 let current = slot.current.load();
@@ -318,7 +398,7 @@ impl Ref {
         }
     }
 
-    fn deliver(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
+    pub(crate) fn deliver(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
         match &self.0 {
             Inner::Local(slot) => {
                 let current = slot.current.load();
@@ -470,6 +550,14 @@ pub trait Client: Clone + Send + Sync + Sized + 'static {
     fn from_ref(reference: Ref) -> Result<Self, Error> {
         reference.conform(Self::Interface::DESCRIPTOR)?;
         Ok(Self::from_ref_unchecked(reference))
+    }
+
+    /// The stub of the reference a promise resolved to (see
+    /// [`Call::pipeline`](crate::Call::pipeline)); this stub itself if it
+    /// is not a promise.
+    fn resolved(&self) -> BoxFuture<'static, Result<Self, Error>> {
+        let resolving = self.reference().resolved();
+        Box::pin(async move { Self::from_ref(resolving.await?) })
     }
 
     /// This stub with caller-side filters; see [`Ref::layer`].
