@@ -24,10 +24,15 @@ use bytes::{Bytes, BytesMut};
 use tether_semantics::{Error, ErrorKind, Ref, ViewDescriptor};
 
 use crate::frame::{
-    CallFrame, Cancel, Credentials, Describe, Description, Frame, FrameError, Goodbye, Hello,
-    Limits, OnewayFrame, Outcome, Ping, Pong, Release, Released, Return, Revised, Tag, VERSION,
-    WireContext, WireError, WireMethod, WireRef, WireTypes, WireView, abstraction_code, error_code,
+    CallFrame, Cancel, Credentials, Describe, Description, Finish, Frame, FrameError, Goodbye,
+    Hello, Limits, OnewayFrame, Outcome, Ping, PipelineFrame, PipelineOnewayFrame, PipelineTarget,
+    Pong, Release, Released, Return, Revised, Tag, VERSION, WireContext, WireError, WireMethod,
+    WireRef, WireTypes, WireView, abstraction_code, error_code,
 };
+
+mod pipeline;
+
+pub use pipeline::Resolution;
 
 /// What a session is configured with.
 #[derive(Clone, Debug)]
@@ -49,6 +54,10 @@ pub struct SessionConfig {
     /// How many of the peer's oneway calls this side runs at once; more are
     /// dropped, logged and counted ([`Tables::refused_oneways`]).
     pub max_oneway_in_flight: u32,
+    /// How many of the peer's calls this side keeps the answers of for
+    /// pipelining at once (PROTOCOL.md §5.12–5.14, §6.7); a kept call beyond is
+    /// answered `overloaded`.
+    pub max_promises: u32,
     /// How many references one frame may carry; a call with more is
     /// refused (`bad arguments`), and a result with more fails.
     pub max_refs_per_frame: u32,
@@ -71,6 +80,7 @@ impl Default for SessionConfig {
             max_frame: Limits::default().max_frame as u32,
             max_in_flight: 1024,
             max_oneway_in_flight: 1024,
+            max_promises: 1024,
             max_refs_per_frame: 1024,
             node_budget: None,
             hello_timeout: Duration::from_secs(10),
@@ -182,7 +192,11 @@ pub struct IncomingCall {
     /// For a oneway call, this side's handle on it: pass it to
     /// [`Session::oneway_done`] when the call has finished.
     pub oneway: Option<u64>,
-    /// The export's key in this side's table.
+    /// Whether the caller asked to keep the answer for pipelining: the
+    /// driver answers it through [`Session::drain`].
+    pub keep: bool,
+    /// The export's key in this side's table (0 for a call addressed to a
+    /// promised answer).
     pub key: u32,
     /// The export called.
     pub target: Ref,
@@ -263,6 +277,10 @@ pub struct Tables {
     pub oneways: usize,
     /// The peer's oneway calls dropped because too many ran already.
     pub refused_oneways: u64,
+    /// The peer's calls whose answers are kept for pipelining.
+    pub promises: usize,
+    /// The peer's pipelined calls waiting for a promised answer.
+    pub held: usize,
 }
 
 struct Export {
@@ -311,6 +329,7 @@ pub struct Session {
     oneways: HashSet<u64>,
     next_oneway: u64,
     refused_oneways: u64,
+    promises: pipeline::Promises,
     transmit: VecDeque<Bytes>,
     unsent: usize,
     /// When the peer was last heard from, and whether it was pinged since.
@@ -359,6 +378,7 @@ impl Session {
             oneways: HashSet::new(),
             next_oneway: 1,
             refused_oneways: 0,
+            promises: pipeline::Promises::default(),
             transmit: VecDeque::new(),
             unsent: 0,
             last_heard: now,
@@ -409,6 +429,8 @@ impl Session {
             answers: self.answers.len(),
             oneways: self.oneways.len(),
             refused_oneways: self.refused_oneways,
+            promises: self.promises.len(),
+            held: self.promises.held(),
         }
     }
 
@@ -573,24 +595,43 @@ impl Session {
             Frame::Hello(_) => self.close("a second Hello".into()),
             Frame::Goodbye(g) => self.shut(format!("the peer said goodbye: {}", g.reason), false),
             Frame::Call(call) => self.on_call(
-                Some(call.id),
-                (call.key, call.selector, call.version),
+                (Some(call.id), false),
+                (
+                    PipelineTarget::Export { key: call.key },
+                    call.selector,
+                    call.version,
+                ),
                 call.context,
                 call.refs,
                 call.args,
             ),
             Frame::Oneway(call) => self.on_call(
-                None,
-                (call.key, call.selector, call.version),
+                (None, false),
+                (
+                    PipelineTarget::Export { key: call.key },
+                    call.selector,
+                    call.version,
+                ),
                 call.context,
                 call.refs,
                 call.args,
             ),
-            Frame::Cancel(Cancel { id }) => {
-                if self.answers.remove(&id) {
-                    self.events.push_back(Event::Cancel(id));
-                }
-            }
+            Frame::Pipeline(call) => self.on_call(
+                (Some(call.id), call.keep),
+                (call.target, call.selector, call.version),
+                call.context,
+                call.refs,
+                call.args,
+            ),
+            Frame::PipelineOneway(call) => self.on_call(
+                (None, false),
+                (call.target, call.selector, call.version),
+                call.context,
+                call.refs,
+                call.args,
+            ),
+            Frame::Finish(finish) => self.on_finish(finish),
+            Frame::Cancel(Cancel { id }) => self.cancel_answer(id),
             Frame::Return(ret) => self.on_return(ret),
             Frame::Release(Release { entries }) => {
                 for Released { key, count } in entries {
@@ -633,8 +674,8 @@ impl Session {
 
     fn on_call(
         &mut self,
-        id: Option<u64>,
-        (key, selector, version): (u32, u32, u32),
+        (id, keep): (Option<u64>, bool),
+        (to, selector, version): (PipelineTarget, u32, u32),
         context: WireContext,
         wire_refs: Vec<WireRef>,
         args: Bytes,
@@ -650,12 +691,13 @@ impl Session {
         if let Some(id) = id.filter(|id| self.answers.contains(id)) {
             return self.close(format!("call id {id} reused while in flight"));
         }
-        let Some(target) = self.exports.get(&key).map(|e| e.target.clone()) else {
-            return refuse(
-                self,
-                ErrorKind::UnknownObject,
-                format!("this connection holds no export {key}"),
-            );
+        let target = match self.addressable(to) {
+            Ok(target) => target,
+            Err(e) => return refuse(self, e.kind(), e.message().to_string()),
+        };
+        let key = match to {
+            PipelineTarget::Export { key } => key,
+            PipelineTarget::Answer { .. } => 0,
         };
         if wire_refs.len() > self.config.max_refs_per_frame as usize {
             return refuse(
@@ -691,7 +733,20 @@ impl Session {
                         ),
                     );
                 }
+                if keep && self.promises.len() >= self.config.max_promises as usize {
+                    return refuse(
+                        self,
+                        ErrorKind::Overloaded,
+                        format!(
+                            "{} answers are kept for pipelining on this connection already",
+                            self.config.max_promises
+                        ),
+                    );
+                }
                 self.answers.insert(id);
+                if keep {
+                    self.promises.keep(id);
+                }
             }
             None => {
                 if self.oneways.len() >= self.config.max_oneway_in_flight as usize {
@@ -712,17 +767,46 @@ impl Session {
                 oneway = Some(handle);
             }
         }
-        self.events.push_back(Event::Call(IncomingCall {
-            id,
-            oneway,
-            key,
-            target,
-            selector,
-            version,
-            context,
-            refs,
-            args,
-        }));
+        let (target, question, index, fingerprint) = match (target, to) {
+            (Some(target), _) => (Some(target), 0, 0, 0),
+            (
+                None,
+                PipelineTarget::Answer {
+                    question,
+                    index,
+                    fingerprint,
+                },
+            ) => (None, question, index, fingerprint),
+            (None, PipelineTarget::Export { .. }) => return,
+        };
+        match target {
+            Some(target) => self.events.push_back(Event::Call(IncomingCall {
+                id,
+                oneway,
+                keep,
+                key,
+                target,
+                selector,
+                version,
+                context,
+                refs,
+                args,
+            })),
+            None => self.address_promise(
+                question,
+                pipeline::Held {
+                    id,
+                    oneway,
+                    keep,
+                    index,
+                    fingerprint,
+                    selector,
+                    context,
+                    refs,
+                    args,
+                },
+            ),
+        }
     }
 
     fn resolve_refs(&self, wire: &[WireRef]) -> Result<Vec<Incoming>, u32> {
@@ -918,24 +1002,45 @@ impl Session {
         args: Bytes,
         deadline: Option<Instant>,
     ) -> Result<u64, Error> {
+        self.ask(refs, deadline, |id| {
+            Frame::Call(CallFrame {
+                id,
+                key,
+                selector,
+                version,
+                context,
+                refs: Vec::new(),
+                args,
+            })
+        })
+    }
+
+    /// Sends the frame `frame(id)` makes for the next question id, and
+    /// awaits its answer until `deadline`.
+    fn ask(
+        &mut self,
+        refs: Vec<OutgoingRef>,
+        deadline: Option<Instant>,
+        frame: impl FnOnce(u64) -> Frame,
+    ) -> Result<u64, Error> {
         if let Err(e) = self.check_open() {
             self.let_go(refs);
             return Err(e);
         }
         let id = self.next_question;
-        let frame = Frame::Call(CallFrame {
-            id,
-            key,
-            selector,
-            version,
-            context,
-            refs: Vec::new(),
-            args,
-        });
-        self.send_out(frame, refs)?;
+        self.send_out(frame(id), refs)?;
         self.next_question += 1;
         self.questions.insert(id, Question { deadline });
         Ok(id)
+    }
+
+    /// Sends a frame that wants no answer.
+    fn tell(&mut self, refs: Vec<OutgoingRef>, frame: Frame) -> Result<(), Error> {
+        if let Err(e) = self.check_open() {
+            self.let_go(refs);
+            return Err(e);
+        }
+        self.send_out(frame, refs)
     }
 
     /// Sends a oneway call to the peer's export `callee.key`.
@@ -950,10 +1055,6 @@ impl Session {
         refs: Vec<OutgoingRef>,
         args: Bytes,
     ) -> Result<(), Error> {
-        if let Err(e) = self.check_open() {
-            self.let_go(refs);
-            return Err(e);
-        }
         let frame = Frame::Oneway(OnewayFrame {
             key,
             selector,
@@ -962,7 +1063,7 @@ impl Session {
             refs: Vec::new(),
             args,
         });
-        self.send_out(frame, refs)
+        self.tell(refs, frame)
     }
 
     /// Asks what the peer's exports `keys` offer, in one frame; returns the
@@ -974,6 +1075,66 @@ impl Session {
         self.send(&Frame::Describe(Describe { id, keys }));
         self.questions.insert(id, Question { deadline: None });
         Ok(id)
+    }
+
+    /// Sends a call to `target` (an export of the peer's, or a reference
+    /// its answer to one of this side's calls holds); returns its id.
+    /// With `keep`, the peer holds the answer for calls addressed to it,
+    /// until [`finish`](Session::finish). See [`call`](Session::call) for
+    /// the rest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pipeline(
+        &mut self,
+        target: PipelineTarget,
+        keep: bool,
+        (selector, version): (u32, u32),
+        context: WireContext,
+        refs: Vec<OutgoingRef>,
+        args: Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<u64, Error> {
+        self.ask(refs, deadline, |id| {
+            Frame::Pipeline(PipelineFrame {
+                id,
+                keep,
+                target,
+                selector,
+                version,
+                context,
+                refs: Vec::new(),
+                args,
+            })
+        })
+    }
+
+    /// Sends a oneway call to `target`; see [`pipeline`](Session::pipeline).
+    pub fn pipeline_oneway(
+        &mut self,
+        target: PipelineTarget,
+        (selector, version): (u32, u32),
+        context: WireContext,
+        refs: Vec<OutgoingRef>,
+        args: Bytes,
+    ) -> Result<(), Error> {
+        let frame = Frame::PipelineOneway(PipelineOnewayFrame {
+            target,
+            selector,
+            version,
+            context,
+            refs: Vec::new(),
+            args,
+        });
+        self.tell(refs, frame)
+    }
+
+    /// This side addresses no more calls to the answer of its kept call
+    /// `question`, and no longer awaits it: a Finish frame. An answer that
+    /// arrives later gives back what it holds.
+    pub fn finish(&mut self, question: u64) {
+        self.questions.remove(&question);
+        if !self.is_closed() {
+            self.send(&Frame::Finish(Finish { question }));
+        }
     }
 
     /// The caller no longer wants the answer to `id`.
@@ -1049,6 +1210,14 @@ impl Session {
         if !self.answers.contains(&id) || self.is_closed() {
             return None;
         }
+        // Its answer is `()`, which holds no reference to pipeline on.
+        self.fail_promise(
+            id,
+            Error::new(
+                ErrorKind::BadArguments,
+                "the promised call is oneway: its answer holds no reference",
+            ),
+        );
         self.answer(id, Ok((Vec::new(), Bytes::new())));
         let handle = self.next_oneway;
         self.next_oneway += 1;
@@ -1094,6 +1263,8 @@ impl Session {
         answers.sort_unstable();
         self.events.extend(answers.into_iter().map(Event::Cancel));
         self.oneways.clear();
+        let kept = self.promises.clear();
+        self.released.extend(kept);
         self.released
             .extend(self.exports.drain().map(|(_, export)| export.target));
         self.released.extend(self.keys.drain().map(|(r, _)| r));
@@ -1147,6 +1318,8 @@ impl Session {
         let table = match &mut frame {
             Frame::Call(c) => &mut c.refs,
             Frame::Oneway(c) => &mut c.refs,
+            Frame::Pipeline(c) => &mut c.refs,
+            Frame::PipelineOneway(c) => &mut c.refs,
             Frame::Return(Return {
                 outcome: Outcome::Ok(r, _),
                 ..

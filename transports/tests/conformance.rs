@@ -53,6 +53,8 @@ pub trait Hub {
     /// Calls `cb.ping(n)` before answering (which may call back here).
     async fn bounce(&self, cb: CallbackClient, n: u64) -> u64;
     async fn give(&self) -> CalcClient;
+    /// The calculator, by name; fails for any name but `calc`.
+    async fn find(&self, name: String) -> Result<CalcClient, String>;
     async fn same(&self, a: CalcClient, b: CalcClient) -> bool;
     async fn is_home(&self, c: CalcClient) -> bool;
     async fn keep(&self, cb: CallbackClient);
@@ -137,6 +139,12 @@ impl Hub for Server {
     }
     async fn give(&self) -> CalcClient {
         self.calc.get().unwrap().clone()
+    }
+    async fn find(&self, name: String) -> Result<CalcClient, String> {
+        match name.as_str() {
+            "calc" => Ok(self.calc.get().unwrap().clone()),
+            _ => Err(format!("no calc named {name}")),
+        }
     }
     async fn same(&self, a: CalcClient, b: CalcClient) -> bool {
         a == b
@@ -446,6 +454,10 @@ macro_rules! conformance {
                 bounded(super::swaps_reach_remote_callers(|w, c| Box::pin(link(w, c)))).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn promises_pipeline_in_order_and_release_their_tables() {
+                bounded(super::pipelining(|w, c| Box::pin(link(w, c)))).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn limits_give_clear_errors() {
                 bounded(super::limits(|w, c, sc, cc| Box::pin(link_with(w, c, sc, cc)))).await
             }
@@ -676,6 +688,90 @@ async fn references_are_released(link: Linker) {
     l.close().await;
     let t = server.tables();
     assert_eq!((t.exports, t.imports), (0, 0), "{t:?}");
+}
+
+/// The pipelining tables of one side: kept answers, held calls,
+/// questions, answers.
+fn pipelining_tables(t: tether::transports::Tables) -> [usize; 4] {
+    [t.promises, t.held, t.questions, t.answers]
+}
+
+async fn pipelining(link: Linker) {
+    use futures_util::future::join_all;
+    let world = server_world();
+    let node = Node::new();
+    let l = link(&world, &node).await;
+    let hub: HubClient = l.client.lookup("hub").await.unwrap();
+    let object = world.calc.object();
+    let before = [
+        pipelining_tables(l.client.tables()),
+        pipelining_tables(l.server.tables()),
+    ];
+
+    // A call to the result of a call that has not answered yet.
+    assert_eq!(hub.give().pipeline().add(2, 3).await.unwrap(), 5);
+    assert_eq!(
+        hub.find("calc".into()).pipeline().add(1, 1).await.unwrap(),
+        2
+    );
+
+    // The first call's failure fails the call through its promise.
+    let e = hub
+        .find("abacus".into())
+        .pipeline()
+        .add(1, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Failed, "{e}");
+    assert!(e.message().contains("no calc named abacus"), "{e}");
+
+    // In send order: calls through the promise made before its answer,
+    // then calls through the promise and the reference it resolved to,
+    // interleaved.
+    let promise = hub.give().pipeline();
+    let early = join_all((0..50).map(|n| promise.note(n.to_string()))).await;
+    assert!(early.iter().all(Result::is_ok));
+    let direct = promise.resolved().await.unwrap();
+    let mixed = join_all((50..150).map(|n| {
+        let (p, d) = (promise.clone(), direct.clone());
+        async move {
+            if n % 2 == 0 {
+                p.note(n.to_string()).await
+            } else {
+                d.note(n.to_string()).await
+            }
+        }
+    }))
+    .await;
+    assert!(mixed.iter().all(Result::is_ok));
+    let expected: Vec<String> = (0..150).map(|n: u32| n.to_string()).collect();
+    assert_eq!(*object.notes.lock().unwrap(), expected);
+
+    // Cancelling a call through a promise reaches the callee.
+    let slow = tokio::spawn({
+        let promise = promise.clone();
+        async move { promise.slow(60_000).await }
+    });
+    eventually("the slow call starts", || {
+        object.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    slow.abort();
+    eventually("the callee's handler is dropped", || {
+        object.dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    // With the promises gone, no table keeps an entry.
+    drop((promise, direct));
+    eventually("the tables return to where they were", || {
+        [
+            pipelining_tables(l.client.tables()),
+            pipelining_tables(l.server.tables()),
+        ] == before
+    })
+    .await;
+    l.close().await;
 }
 
 async fn cancellation_and_deadlines(link: Linker) {

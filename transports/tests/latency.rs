@@ -1,6 +1,7 @@
 //! The memory carrier with injected latency, on tokio's paused clock: what
 //! round trips cost, measured in virtual time (deterministic, not wall
-//! clock). The baseline promise pipelining is to improve on.
+//! clock). The baseline that promise pipelining improves on
+//! (`pipelining.rs`: the same three dependent calls in one round trip).
 
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 

@@ -419,3 +419,223 @@ fn a_peer_that_answers_pings_stays() {
     }
     assert!(events(&mut b).is_empty());
 }
+
+/// Sends a pipelined call from `b`: to export `key` when `on` is `None`,
+/// else to reference 0 of the answer to `on`.
+fn pipelined(b: &mut Session, key: u32, on: Option<u64>, keep: bool, fingerprint: u64) -> u64 {
+    use tether::transports::frame::PipelineTarget;
+    let target = match on {
+        None => PipelineTarget::Export { key },
+        Some(question) => PipelineTarget::Answer {
+            question,
+            index: 0,
+            fingerprint,
+        },
+    };
+    b.pipeline(
+        target,
+        keep,
+        (7, 0),
+        WireContext::default(),
+        Vec::new(),
+        Bytes::new(),
+        None,
+    )
+    .unwrap()
+}
+
+fn calls(s: &mut Session) -> Vec<tether::transports::session::IncomingCall> {
+    events(s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Call(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn errors(s: &mut Session) -> Vec<(u64, ErrorKind, String)> {
+    events(s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Answer(id, Answer::Error(e)) => Some((id, e.kind(), e.message().to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pipelined_calls_are_held_in_order_and_the_answer_goes_after_them() {
+    let now = Instant::now();
+    let node = Node::new();
+    let target = thing(&node);
+    let fp = target.interface().fingerprint();
+    let (mut a, mut b, key) = open(target.clone(), now);
+
+    let first = pipelined(&mut b, key, None, true, fp);
+    let held: Vec<u64> = (0..3)
+        .map(|_| pipelined(&mut b, key, Some(first), false, fp))
+        .collect();
+    pump(&mut b, &mut a);
+    let running = calls(&mut a);
+    assert_eq!(running.len(), 1, "only the first call runs");
+    assert!(running[0].keep && running[0].id == Some(first));
+    let t = a.tables();
+    assert_eq!((t.promises, t.held, t.answers), (1, 3, 4));
+
+    // The answer is known: the held calls come out in order, to the
+    // reference it holds, before the answer is sent.
+    let out = a.drain(first, Some(Ok(vec![(target.clone(), fp)])));
+    assert_eq!(out.iter().map(|c| c.id.unwrap()).collect::<Vec<_>>(), held);
+    assert!(out.iter().all(|c| c.target == target && !c.keep));
+    // One arriving while they are delivered queues behind them.
+    let late = pipelined(&mut b, key, Some(first), false, fp);
+    pump(&mut b, &mut a);
+    assert!(
+        calls(&mut a).is_empty(),
+        "held while the others are delivered"
+    );
+    let out = a.drain(first, None);
+    assert_eq!(
+        out.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![Some(late)]
+    );
+    assert!(a.drain(first, None).is_empty());
+    a.answer(first, Ok((Vec::new(), Bytes::new())));
+    // From now on, calls to the answer go straight through.
+    let after = pipelined(&mut b, key, Some(first), false, fp);
+    pump(&mut b, &mut a);
+    assert_eq!(
+        calls(&mut a).iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![Some(after)]
+    );
+    assert_eq!(a.tables().promises, 1, "kept until Finish");
+    b.finish(first);
+    pump(&mut b, &mut a);
+    assert_eq!((a.tables().promises, a.tables().held), (0, 0));
+    // A finished question names nothing.
+    pipelined(&mut b, key, Some(first), false, fp);
+    pump(&mut b, &mut a);
+    pump(&mut a, &mut b);
+    let errs = errors(&mut b);
+    assert!(
+        errs.iter()
+            .any(|(_, kind, m)| *kind == ErrorKind::UnknownObject && m.contains("keeps no answer")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_failed_answer_fails_the_chain_and_a_wrong_reference_is_refused() {
+    let now = Instant::now();
+    let node = Node::new();
+    let target = thing(&node);
+    let fp = target.interface().fingerprint();
+    let (mut a, mut b, key) = open(target.clone(), now);
+
+    let first = pipelined(&mut b, key, None, true, fp);
+    let second = pipelined(&mut b, key, Some(first), true, fp);
+    let third = pipelined(&mut b, key, Some(second), false, fp);
+    pump(&mut b, &mut a);
+    let _ = calls(&mut a);
+    assert!(
+        a.drain(
+            first,
+            Some(Err(tether::Error::new(ErrorKind::AccessDenied, "no entry")))
+        )
+        .is_empty()
+    );
+    pump(&mut a, &mut b);
+    let errs = errors(&mut b);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    for (id, kind, message) in &errs {
+        assert!([second, third].contains(id));
+        assert_eq!(*kind, ErrorKind::AccessDenied, "the original kind");
+        assert_eq!(message, "the promised answer failed: no entry");
+    }
+
+    // A reference of another interface than the caller expects.
+    let kept = pipelined(&mut b, key, None, true, fp);
+    let wrong = pipelined(&mut b, key, Some(kept), false, fp ^ 1);
+    pump(&mut b, &mut a);
+    let _ = calls(&mut a);
+    assert!(a.drain(kept, Some(Ok(vec![(target, fp)]))).is_empty());
+    pump(&mut a, &mut b);
+    let errs = errors(&mut b);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(
+        (errs[0].0, errs[0].1),
+        (wrong, ErrorKind::Incompatible),
+        "{errs:?}"
+    );
+    let t = a.tables();
+    assert_eq!(
+        (t.held, t.answers),
+        (0, 2),
+        "only the two kept calls' answers are owed"
+    );
+}
+
+#[test]
+fn kept_answers_are_bounded_and_finish_stops_what_nobody_awaits() {
+    let now = Instant::now();
+    let node = Node::new();
+    let target = thing(&node);
+    let fp = target.interface().fingerprint();
+    let mut a = Session::new(
+        SessionConfig {
+            max_promises: 1,
+            ..config(1)
+        },
+        Some(target),
+        now,
+    );
+    let mut b = Session::new(config(2), None, now);
+    pump(&mut a, &mut b);
+    pump(&mut b, &mut a);
+    let key = match events(&mut b).pop() {
+        Some(Event::Opened(Hello {
+            bootstrap: Some(key),
+            ..
+        })) => key,
+        other => panic!("{other:?}"),
+    };
+    let _ = events(&mut a);
+
+    let first = pipelined(&mut b, key, None, true, fp);
+    let second = pipelined(&mut b, key, None, true, fp);
+    pump(&mut b, &mut a);
+    assert_eq!(calls(&mut a).len(), 1);
+    pump(&mut a, &mut b);
+    let errs = errors(&mut b);
+    assert_eq!(
+        (errs[0].0, errs[0].1),
+        (second, ErrorKind::Overloaded),
+        "{errs:?}"
+    );
+
+    // A held call cancelled leaves its queue; the Finish of a running kept
+    // call with nothing held stops it.
+    let held = pipelined(&mut b, key, Some(first), false, fp);
+    pump(&mut b, &mut a);
+    assert_eq!(a.tables().held, 1);
+    b.cancel(held);
+    pump(&mut b, &mut a);
+    assert_eq!(a.tables().held, 0);
+    b.finish(first);
+    pump(&mut b, &mut a);
+    let cancelled: Vec<u64> = events(&mut a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Cancel(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancelled, vec![first]);
+    let t = a.tables();
+    assert_eq!((t.promises, t.held, t.answers), (0, 0, 0));
+    // A Finish of a question never kept is ignored.
+    b.finish(12345);
+    pump(&mut b, &mut a);
+    assert!(!a.is_closed());
+}

@@ -161,6 +161,14 @@ impl Config {
         self.session.max_oneway_in_flight = calls;
         self
     }
+    /// How many of the peer's calls this side keeps the answers of for
+    /// promise pipelining at once (1024 unless set); a call asking for one
+    /// more is refused with `overloaded`. A kept answer lasts until the
+    /// peer drops its promise.
+    pub fn max_promises(mut self, answers: u32) -> Self {
+        self.session.max_promises = answers;
+        self
+    }
     /// How many references one frame may carry (1024 unless set); a call
     /// carrying more is refused with `bad arguments`.
     pub fn max_refs_per_frame(mut self, refs: u32) -> Self {

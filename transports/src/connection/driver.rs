@@ -13,9 +13,11 @@
 //!   events it caused and the references the session let go of; it acts on
 //!   the events and drops the references *after* unlocking;
 //! * each event handler takes the lock only for table bookkeeping;
-//! * an incoming call is a task of its own from the first moment: its
-//!   arguments become a value, its view admits it and its filters run
-//!   inside that task, never in the handler.
+//! * an incoming call's arguments become a value, its view admits it and
+//!   its filters run with no lock held: polled once by the driver, in
+//!   arrival order (so calls enter their views in the order they were
+//!   sent, PROTOCOL.md §6.7), then, if it is not done, in a task of its
+//!   own.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -24,15 +26,16 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::{AbortHandle, Abortable};
 use futures_util::{SinkExt, StreamExt};
 use tether_semantics::{
     AbstractionKind, ActivationId, ChainId, Context, Error, ErrorKind, Node, NodeId, Principal,
     Ref, Selector, TraceId, Transaction, Value, Watcher,
 };
 use tokio::sync::{Notify, oneshot, watch};
-use tokio::task::AbortHandle;
 
 use super::config::{Authenticator, Config};
+use super::promise::PromiseProxy;
 use super::proxy::{Proxy, proxy_of};
 use super::two_phase::TwoPhase;
 use super::{FrameSink, FrameStream};
@@ -70,6 +73,14 @@ pub(crate) struct Driver {
     me: Weak<Driver>,
 }
 
+/// Who awaits the answer to a call this side sent.
+pub(crate) enum Awaiting {
+    /// A caller, for the reply.
+    Reply(oneshot::Sender<Result<Value, Error>>),
+    /// A promise, for the reference the answer holds.
+    Promise(Weak<PromiseProxy>),
+}
+
 /// The tables the driver keeps beside the session.
 pub(crate) struct Core {
     pub(crate) session: Session,
@@ -80,7 +91,7 @@ pub(crate) struct Core {
     /// generation of its import.
     pub(crate) proxies: HashMap<u32, (u64, Weak<Proxy>)>,
     /// Calls sent, by question id: where their replies go.
-    pub(crate) pending: HashMap<u64, oneshot::Sender<Result<Value, Error>>>,
+    pub(crate) pending: HashMap<u64, Awaiting>,
     /// Describes sent, by question id: the proxies that asked, in the
     /// order of the keys asked about.
     describing: HashMap<u64, Vec<Weak<Proxy>>>,
@@ -270,7 +281,26 @@ impl Driver {
             }
             return;
         }
-        let Some(tx) = pending else {
+        let waiting = match pending {
+            Some(Awaiting::Reply(tx)) => Some(tx),
+            Some(Awaiting::Promise(promise)) => {
+                if let Some(promise) = promise.upgrade() {
+                    let resolution = match answer {
+                        Answer::Value(refs, _) => Ok(self.import_all(refs)),
+                        Answer::Error(e) => Err(e),
+                        Answer::Description(_) => Err(Error::new(
+                            ErrorKind::Internal,
+                            "a description answered a call",
+                        )),
+                    };
+                    promise.settle(resolution);
+                    return;
+                }
+                None
+            }
+            None => None,
+        };
+        let Some(tx) = waiting else {
             // Its caller stopped waiting after the answer arrived: give
             // back the references it brought, which nobody will import.
             if let Answer::Value(refs, _) = &answer {
@@ -321,12 +351,16 @@ impl Driver {
         self.wake_reader.notify_one();
     }
 
-    /// Runs one of the peer's calls in a task of its own. Only the task
-    /// touches the call's values, its view and its filters.
-    fn run_call(self: &Arc<Self>, call: IncomingCall) {
+    /// Runs one of the peer's calls. Calls are admitted in the order they
+    /// arrived: the call is polled once here, in the driver, and only what
+    /// remains after its first pending point runs in a task of its own
+    /// (a spawned task may run after one spawned later). Its arguments,
+    /// view and filters are the call's: no lock is held.
+    pub(crate) fn run_call(self: &Arc<Self>, call: IncomingCall) {
         let IncomingCall {
             id,
             oneway,
+            keep,
             key,
             target,
             selector,
@@ -337,22 +371,14 @@ impl Driver {
         } = call;
         let refs = self.import_all(refs);
         let driver = Arc::clone(self);
-        // The task waits for `start` until it is registered (so that a
-        // cancel or a close acted on first is seen), and is spawned with
-        // the lock released: a runtime shutting down drops it at once,
-        // and with it the call's references and proxies.
-        let (start, started) = tokio::sync::oneshot::channel::<()>();
         let work = async move {
-            if started.await.is_err() {
-                return;
-            }
             let args = Value::encoded_with(args, refs);
             let transaction = match context.transaction {
                 Some(tx) => match driver.two_phase.branch(&driver, tx) {
                     Ok(branch) => Some(branch),
                     Err(e) => {
                         drop(args);
-                        return driver.finish(id, oneway, Err(e));
+                        return driver.finish(id, oneway, keep, Err(e));
                     }
                 },
                 None => None,
@@ -368,7 +394,7 @@ impl Driver {
                     ),
                 );
                 drop(args);
-                return driver.finish(id, oneway, Err(e));
+                return driver.finish(id, oneway, keep, Err(e));
             };
             let served = target.serve(method.selector(), args, context);
             if version != 0 && served.version != 0 && served.version != version {
@@ -390,9 +416,8 @@ impl Driver {
             if let (None, Err(error)) = (id, &result) {
                 tracing::warn!(method = %path, %error, "oneway call from a peer failed");
             }
-            driver.finish(id, oneway, result);
+            driver.finish(id, oneway, keep, result);
         };
-        let (id_, oneway_) = (id, oneway);
         let panicked = Arc::clone(self);
         let task = async move {
             use futures_util::FutureExt;
@@ -403,29 +428,32 @@ impl Driver {
             {
                 // A filter panicked: the call still ends, and frees its place.
                 let e = Error::new(ErrorKind::Internal, "the call's filters panicked");
-                panicked.finish(id_, oneway_, Err(e));
+                panicked.finish(id, oneway, keep, Err(e));
             }
         };
-        let handle = tokio::spawn(task).abort_handle();
+        // Registered before it starts, so that a cancel or a close acted
+        // on meanwhile (by another thread) reaches it, and so that a call
+        // the view turns oneway moves among the oneway calls.
+        let (handle, registration) = AbortHandle::new_pair();
         let registered = {
             let mut core = self.lock();
             match (id, oneway) {
                 (Some(id), _) if core.session.is_answering(id) => {
-                    core.running.insert(id, handle.clone());
+                    core.running.insert(id, handle);
                     true
                 }
                 (None, Some(handle_id)) if core.session.is_running_oneway(handle_id) => {
-                    core.running_oneway.insert(handle_id, handle.clone());
+                    core.running_oneway.insert(handle_id, handle);
                     true
                 }
                 _ => false,
             }
         };
         if registered {
-            let _ = start.send(());
-        } else {
-            // Cancelled or closed meanwhile: the call does not start.
-            handle.abort();
+            let task = Abortable::new(task, registration);
+            let _ = tether_semantics::start_in_order(async move {
+                let _ = task.await;
+            });
         }
     }
 
@@ -447,9 +475,11 @@ impl Driver {
         self: &Arc<Self>,
         id: Option<u64>,
         oneway: Option<u64>,
+        keep: bool,
         result: Result<Value, Error>,
     ) {
         match (id, oneway) {
+            (Some(id), _) if keep => self.answer_kept(id, result),
             (Some(id), _) => self.answer(id, result),
             (None, Some(handle)) => {
                 drop(result);
@@ -476,6 +506,48 @@ impl Driver {
             core.running.remove(&id);
             core.session.answer(id, encoded);
         });
+    }
+
+    /// Answers the peer's kept call `id`: first delivers, in order, the
+    /// calls it addressed to the answer meanwhile (and those that arrive
+    /// while they are delivered), then sends the answer, so that nothing
+    /// the caller sends after it can overtake them.
+    fn answer_kept(self: &Arc<Self>, id: u64, result: Result<Value, Error>) {
+        let encoded = match &result {
+            Ok(value) => encode(value, ErrorKind::Failed, "result"),
+            Err(e) => Err(Error::new(e.kind(), e.message().to_string())),
+        };
+        let mut resolution = Some(match &encoded {
+            Ok((refs, _)) => Ok(refs
+                .iter()
+                .map(|r| (r.clone(), fingerprint_of(r)))
+                .collect()),
+            Err(e) => Err(Error::new(e.kind(), e.message().to_string())),
+        });
+        let mut encoded = Some(match (encoded, &result) {
+            (Ok((refs, bytes)), _) => Ok((self.classify(refs), bytes)),
+            (Err(_), Err(e)) => Err(error_to_wire(e)),
+            (Err(e), Ok(_)) => Err(error_to_wire(&e)),
+        });
+        drop(result);
+        loop {
+            let calls = self.with(|core| {
+                let calls = core.session.drain(id, resolution.take());
+                if calls.is_empty() {
+                    core.running.remove(&id);
+                    if let Some(encoded) = encoded.take() {
+                        core.session.answer(id, encoded);
+                    }
+                }
+                calls
+            });
+            if calls.is_empty() {
+                return;
+            }
+            for call in calls {
+                self.run_call(call);
+            }
+        }
     }
 
     /// Turns the references a frame carried into `Ref`s: this side's own
@@ -539,6 +611,14 @@ impl Watcher for Driver {
         if let Some(me) = self.me.upgrade() {
             me.with(|core| core.session.revised(reference, version));
         }
+    }
+}
+
+/// The fingerprint of the interface `r` offers, as the peer is told it.
+pub(crate) fn fingerprint_of(r: &Ref) -> u64 {
+    match proxy_of(r) {
+        Some(p) => p.fingerprint(),
+        None => r.interface().fingerprint(),
     }
 }
 

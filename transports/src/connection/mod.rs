@@ -29,6 +29,7 @@ use futures_util::{Sink, Stream};
 mod config;
 mod driver;
 mod peer;
+mod promise;
 mod proxy;
 mod registry;
 mod two_phase;

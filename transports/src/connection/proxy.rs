@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use serde::Deserialize;
 use tether_abstractions::{FutureCall, Oneway};
 use tether_semantics::{
@@ -11,9 +12,10 @@ use tether_semantics::{
 };
 use tokio::sync::{oneshot, watch};
 
-use super::driver::{Driver, Status, context_to_wire, disconnected, encode};
-use crate::frame::{WireView, abstraction_from_code};
-use crate::session::Callee;
+use super::driver::{Awaiting, Driver, Status, context_to_wire, disconnected, encode};
+use super::promise::PromiseProxy;
+use crate::frame::{PipelineTarget, WireContext, WireView, abstraction_from_code};
+use crate::session::{Callee, OutgoingRef, Session};
 
 /// A reference to an object of the peer's: the target behind a remote
 /// [`Ref`].
@@ -66,6 +68,16 @@ impl Proxy {
     /// Its key in the peer's export table.
     pub(crate) fn key(&self) -> u32 {
         self.key
+    }
+
+    /// The fingerprint of the interface the peer said the export offers.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// The kind of `selector` as the view's description says.
+    pub(crate) fn kind(&self, selector: Selector) -> AbstractionKind {
+        self.kind_of(selector).0
     }
 
     /// Whether it is a proxy of `driver`'s connection.
@@ -184,11 +196,7 @@ impl Invoke for Proxy {
         if let Some(Err(e)) = &*self.view.borrow() {
             return Err(Error::new(ErrorKind::Incompatible, e.clone()));
         }
-        Ok(match self.kind_of(selector).0 {
-            AbstractionKind::Oneway => Some(Arc::new(Oneway)),
-            AbstractionKind::Future => Some(Arc::new(FutureCall)),
-            _ => None,
-        })
+        Ok(abstraction_of(self.kind_of(selector).0))
     }
 
     fn deliver(&self, message: Message) -> BoxFuture<'static, Result<Value, Error>> {
@@ -196,47 +204,40 @@ impl Invoke for Proxy {
         let key = self.key;
         let (kind, version) = self.kind_of(message.selector());
         Box::pin(async move {
-            let (_, selector, args, context) = message.into_parts();
             let callee = Callee {
                 key,
-                selector: selector.id(),
+                selector: message.selector().id(),
                 version,
             };
-            let (refs, bytes) = encode(&args, ErrorKind::BadArguments, "arguments")?;
-            // The arguments' own references are counted by the session
-            // now; the value is dropped here, unlocked.
-            drop(args);
-            let wire = context_to_wire(&context);
-            let transaction = context.transaction().filter(|_| wire.transaction.is_some());
-            if let Some(transaction) = transaction {
-                driver.two_phase.enlist(&driver, transaction);
-            }
-            let refs = driver.classify(refs);
+            let out = Prepared::new(&driver, message)?;
             if kind == AbstractionKind::Oneway {
-                driver.with(|core| core.session.oneway(callee, wire, refs, bytes))?;
+                driver.with(|core| core.session.oneway(callee, out.wire, out.refs, out.bytes))?;
                 return Ok(Value::unit());
             }
-            let (tx, rx) = oneshot::channel();
-            let id = driver.with(|core| {
-                let id = core
-                    .session
-                    .call(callee, wire, refs, bytes, context.deadline())?;
-                core.pending.insert(id, tx);
-                Ok::<_, Error>(id)
-            })?;
-            if context.deadline().is_some() {
-                driver.wake_reader.notify_one();
-            }
-            let mut guard = CancelOnDrop {
-                driver: Some(driver),
-                id,
-            };
-            let reply = rx
-                .await
-                .unwrap_or_else(|_| Err(disconnected("the call was dropped")));
-            guard.driver = None;
-            reply
+            let deadline = out.deadline;
+            reply(driver, deadline, move |session| {
+                session.call(callee, out.wire, out.refs, out.bytes, deadline)
+            })
+            .await
         })
+    }
+
+    fn pipeline(
+        &self,
+        message: Message,
+        index: u32,
+        want: &'static InterfaceDescriptor,
+    ) -> Result<Ref, Message> {
+        let version = self.kind_of(message.selector()).1;
+        let target = PipelineTarget::Export { key: self.key };
+        Ok(PromiseProxy::send(
+            &self.driver,
+            target,
+            version,
+            message,
+            index,
+            want,
+        ))
     }
 
     fn describe(&self) -> Result<ViewDescriptor, Error> {
@@ -273,6 +274,75 @@ impl Invoke for Proxy {
     fn as_any(&self) -> Option<&dyn Any> {
         Some(self)
     }
+}
+
+/// The abstraction a caller applies for a method of `kind`, as a remote
+/// view describes it (`None`: sync).
+pub(crate) fn abstraction_of(kind: AbstractionKind) -> Option<Arc<dyn Abstraction>> {
+    match kind {
+        AbstractionKind::Oneway => Some(Arc::new(Oneway)),
+        AbstractionKind::Future => Some(Arc::new(FutureCall)),
+        _ => None,
+    }
+}
+
+/// A call's arguments and context as they travel.
+pub(crate) struct Prepared {
+    pub(crate) wire: WireContext,
+    pub(crate) refs: Vec<OutgoingRef>,
+    pub(crate) bytes: Bytes,
+    pub(crate) deadline: Option<std::time::Instant>,
+}
+
+impl Prepared {
+    /// Encodes `message`'s arguments (the user's `Serialize`, run here
+    /// with no lock held), enlists its transaction, and classifies its
+    /// references.
+    pub(crate) fn new(driver: &Arc<Driver>, message: Message) -> Result<Self, Error> {
+        let (_, _, args, context) = message.into_parts();
+        let (refs, bytes) = encode(&args, ErrorKind::BadArguments, "arguments")?;
+        // The arguments' own references are counted by the session
+        // now; the value is dropped here, unlocked.
+        drop(args);
+        let wire = context_to_wire(&context);
+        let transaction = context.transaction().filter(|_| wire.transaction.is_some());
+        if let Some(transaction) = transaction {
+            driver.two_phase.enlist(driver, transaction);
+        }
+        Ok(Prepared {
+            wire,
+            refs: driver.classify(refs),
+            bytes,
+            deadline: context.deadline(),
+        })
+    }
+}
+
+/// Sends a call with `send` and awaits its reply; stopping to wait
+/// cancels it.
+pub(crate) async fn reply(
+    driver: Arc<Driver>,
+    deadline: Option<std::time::Instant>,
+    send: impl FnOnce(&mut Session) -> Result<u64, Error>,
+) -> Result<Value, Error> {
+    let (tx, rx) = oneshot::channel();
+    let id = driver.with(|core| {
+        let id = send(&mut core.session)?;
+        core.pending.insert(id, Awaiting::Reply(tx));
+        Ok::<_, Error>(id)
+    })?;
+    if deadline.is_some() {
+        driver.wake_reader.notify_one();
+    }
+    let mut guard = CancelOnDrop {
+        driver: Some(driver),
+        id,
+    };
+    let reply = rx
+        .await
+        .unwrap_or_else(|_| Err(disconnected("the call was dropped")));
+    guard.driver = None;
+    reply
 }
 
 /// Sends Cancel for a call whose caller stopped waiting.
