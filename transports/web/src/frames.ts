@@ -3,11 +3,12 @@
 import { DecodeError, Reader, Writer } from "./codec.js";
 
 /** The protocol version this library speaks. */
-export const VERSION = 3;
+export const VERSION = 4;
 
 export const TAG = {
   HELLO: 1, GOODBYE: 2, CALL: 3, ONEWAY: 4, CANCEL: 5, RETURN: 6, RELEASE: 7,
   DESCRIBE: 8, DESCRIPTION: 9, REVISED: 10, PING: 11, PONG: 12,
+  PIPELINE: 13, PIPELINE_ONEWAY: 14, FINISH: 15,
 } as const;
 
 export interface Hello {
@@ -35,6 +36,23 @@ export type WireRef =
 export interface CallFrame {
   id: bigint | null; // null: a Oneway
   key: number;
+  selector: number;
+  version: number;
+  context: WireContext;
+  refs: WireRef[];
+  args: Uint8Array;
+}
+
+/** What a Pipeline or PipelineOneway frame (PROTOCOL.md §5.12–5.13) is addressed to. */
+export type PipelineTarget =
+  | { key: number }
+  | { question: bigint; index: number; fingerprint: bigint };
+
+/** A Pipeline (id set) or PipelineOneway (id null) frame. */
+export interface PipelineFrame {
+  id: bigint | null;
+  keep: boolean;
+  target: PipelineTarget;
   selector: number;
   version: number;
   context: WireContext;
@@ -86,6 +104,8 @@ export type Frame =
   | { tag: 9; id: bigint; views: (WireView | null)[] }
   | { tag: 10; key: number; version: number }
   | { tag: 11 | 12; nonce: bigint }
+  | { tag: 13 | 14; pipeline: PipelineFrame }
+  | { tag: 15; question: bigint }
   | { tag: number; extension: Uint8Array };
 
 function writeContext(w: Writer, c: WireContext): void {
@@ -251,6 +271,28 @@ export function encodeFrame(f: Frame): Uint8Array {
     w.fixed(f.nonce, 8);
   } else if ("id" in f) {
     w.varint(f.id, 64);
+  } else if ("pipeline" in f) {
+    const c = f.pipeline;
+    if (f.tag === TAG.PIPELINE) {
+      w.varint(c.id ?? 0n, 64);
+      w.byte(c.keep ? 1 : 0);
+    }
+    if ("key" in c.target) {
+      w.varint(0, 32);
+      w.varint(c.target.key, 32);
+    } else {
+      w.varint(1, 32);
+      w.varint(c.target.question, 64);
+      w.varint(c.target.index, 32);
+      w.fixed(c.target.fingerprint, 8);
+    }
+    w.fixed(c.selector, 4);
+    w.varint(c.version, 32);
+    writeContext(w, c.context);
+    writeRefs(w, c.refs);
+    w.bytes(c.args);
+  } else if ("question" in f) {
+    w.varint(f.question, 64);
   } else if ("extension" in f) {
     w.bytes(f.extension);
   }
@@ -333,6 +375,29 @@ export function decodeFrame(bytes: Uint8Array): Frame {
     case TAG.PING:
     case TAG.PONG:
       frame = { tag, nonce: r.fixed(8) };
+      break;
+    case TAG.PIPELINE:
+    case TAG.PIPELINE_ONEWAY: {
+      const id = tag === TAG.PIPELINE ? r.varintBig(64) : null;
+      let keep = false;
+      if (tag === TAG.PIPELINE) {
+        const k = r.byte();
+        if (k > 1) throw new DecodeError(`keep ${k} (0 or 1)`);
+        keep = k === 1;
+      }
+      const kind = r.varint32();
+      let target: PipelineTarget;
+      if (kind === 0) target = { key: r.varint32() };
+      else if (kind === 1) target = { question: r.varintBig(64), index: r.varint32(), fingerprint: r.fixed(8) };
+      else throw new DecodeError(`a pipeline target of kind ${kind}`);
+      const selector = Number(r.fixed(4));
+      const version = r.varint32();
+      const context = readContext(r);
+      const refs = readRefs(r);
+      return { tag, pipeline: { id, keep, target, selector, version, context, refs, args: r.rest().slice() } };
+    }
+    case TAG.FINISH:
+      frame = { tag, question: r.varintBig(64) };
       break;
     default:
       if (tag >= 0x8000_0000) return { tag, extension: r.rest().slice() };

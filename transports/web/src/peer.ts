@@ -4,7 +4,7 @@
 
 import { DecodeError, Reader, Writer, selectorOf } from "./codec.js";
 import {
-  type CallFrame, type Frame, type Hello, type ReturnFrame, TAG, VERSION, type WireContext,
+  type CallFrame, type Frame, type Hello, type PipelineFrame, type ReturnFrame, TAG, VERSION, type WireContext,
   type WireError, type WireRef, type WireView, decodeFrame, encodeFrame,
 } from "./frames.js";
 import {
@@ -489,6 +489,13 @@ export class Peer {
       case TAG.ONEWAY:
         if ("call" in frame) this.serve(frame.call);
         return;
+      case TAG.PIPELINE:
+      case TAG.PIPELINE_ONEWAY:
+        if ("pipeline" in frame) this.servePipelined(frame.pipeline);
+        return;
+      case TAG.FINISH:
+        return; // no answer is ever kept here
+
       case TAG.CANCEL:
         if ("id" in frame) {
           const id = (frame as { id: bigint }).id;
@@ -878,6 +885,30 @@ export class Peer {
   }
 
   /** Runs one of the peer's calls into an exported object (or the registry). */
+  /**
+   * A Pipeline or PipelineOneway frame (PROTOCOL.md §6.7). This peer keeps no answers for
+   * pipelining (its `max_promises` is 0): a call to an export is served as a Call (or Oneway);
+   * one asking to keep its answer is refused with error 7, and one addressed to an answer
+   * with error 2, as for any question that is not kept.
+   */
+  private servePipelined(p: PipelineFrame): void {
+    const refuse = (kind: number, message: string) => {
+      this.giveBack(p.refs);
+      if (p.id === null) console.warn(`refused a pipelined oneway call: ${message}`);
+      else this.send({ tag: TAG.RETURN, ret: { id: p.id, ok: null, error: { kind, message, callee: null } } });
+    };
+    if (!("key" in p.target)) {
+      refuse(2, `this peer keeps no answer to call ${p.target.question} (it keeps no answers for pipelining)`);
+      return;
+    }
+    if (p.keep) {
+      refuse(7, "this peer keeps no answers for pipelining (max_promises 0)");
+      return;
+    }
+    const { id, selector, version, context, refs, args } = p;
+    this.serve({ id, key: p.target.key, selector, version, context, refs, args });
+  }
+
   private serve(call: CallFrame): void {
     const abort = new AbortController();
     const mine: Running = { abort, cancelled: false };

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { implement, openPeer, t } from "../dist/index.js";
+import { implement, openPeer, selectorOf, t } from "../dist/index.js";
 import { decodeFrame, encodeFrame } from "../dist/frames.js";
 
 const ctx = { chain: 1n, transaction: null, deadlineMs: null, trace: null, lineage: [] };
@@ -24,7 +24,7 @@ function scripted() {
     isOpen: true,
   };
   const deliver = (frame) => events.onFrame(encodeFrame(frame));
-  const hello = { tag: 1, hello: { version: 3, node: 9n, bootstrap: 0, credentials: null, maxFrame: 1 << 24, maxInFlight: 8 } };
+  const hello = { tag: 1, hello: { version: 4, node: 9n, bootstrap: 0, credentials: null, maxFrame: 1 << 24, maxInFlight: 8 } };
   return { transport, sent, deliver, hello };
 }
 
@@ -113,4 +113,23 @@ test("a peer that stops reading closes the connection instead of growing the buf
   const e = await peer.lookup("x").catch((err) => err);
   assert.equal(e.kind, "disconnected");
   assert.match(await peer.whenClosed(), /not reading/);
+});
+
+test("pipelined calls: served when to an export, refused when asked to keep an answer", async () => {
+  const { peer, sent, deliver } = await opened();
+  const names = selectorOf("names");
+  const pipelined = (id, keep, target) =>
+    deliver({ tag: 13, pipeline: { id, keep, target, selector: names, version: 0, context: ctx, refs: [], args: new Uint8Array() } });
+  pipelined(1n, false, { key: 0 });
+  pipelined(2n, true, { key: 0 });
+  pipelined(3n, false, { question: 2n, index: 0, fingerprint: 1n });
+  deliver({ tag: 15, question: 2n });
+  await tick();
+  const returns = new Map(sent.filter((f) => f.tag === 6).map((f) => [f.ret.id, f.ret]));
+  assert.ok(returns.get(1n).ok, "keep = 0 to an export: a plain call");
+  assert.equal(returns.get(2n).error.kind, 7, "no answers are kept here");
+  assert.match(returns.get(2n).error.message, /keeps no answers/);
+  assert.equal(returns.get(3n).error.kind, 2, "a question not kept names nothing");
+  assert.equal(peer.closedReason ?? null, null, "Finish is accepted");
+  peer.close();
 });

@@ -174,10 +174,25 @@ test("frames as PROTOCOL.md §5 gives them", () => {
     { tag: 9, id: 3n, views: [null, { interface: "A", fingerprint: 1n, view: "v", version: 2, methods: [{ selector: 7, name: "m", kind: 1, types: { params: [["n", fromHex("04")]], result: fromHex("10"), error: null } }] }] },
     { tag: 10, key: 4, version: 9 },
     { tag: 11, nonce: 2n ** 64n - 1n },
+    { tag: 15, question: 300n },
   ]) {
     assert.deepEqual(decodeFrame(encodeFrame(f)), f);
   }
-  assert.throws(() => decodeFrame(fromHex("0d000000")), /unknown frame tag/);
+  assert.throws(() => decodeFrame(fromHex("10000000")), /unknown frame tag/);
   assert.throws(() => decodeFrame(fromHex("0200000005")), DecodeError);
   assert.throws(() => decodeFrame(fromHex("0500000001ff")), /bytes left/);
+});
+
+test("pipelining frames have the bytes PROTOCOL.md §5.12-5.14 gives", () => {
+  const empty = { chain: 0n, transaction: null, deadlineMs: null, trace: null, lineage: [] };
+  const first = { tag: 13, pipeline: { id: 7n, keep: true, target: { key: 1 }, selector: 0x11223344, version: 0, context: empty, refs: [], args: fromHex("aa") } };
+  assert.deepEqual(encodeFrame(first), fromHex("0d000000" + "07" + "01" + "0001" + "44332211" + "00" + "0000000000000000" + "00000000" + "00" + "aa"));
+  const second = { tag: 13, pipeline: { id: 8n, keep: false, target: { question: 7n, index: 0, fingerprint: 0x0102030405060708n }, selector: 0x11223344, version: 0, context: empty, refs: [], args: new Uint8Array() } };
+  assert.deepEqual(encodeFrame(second), fromHex("0d000000" + "08" + "00" + "010700" + "0807060504030201" + "44332211" + "00" + "0000000000000000" + "00000000" + "00"));
+  const oneway = { tag: 14, pipeline: { id: null, keep: false, target: { key: 2 }, selector: 0x11223344, version: 0, context: empty, refs: [], args: new Uint8Array() } };
+  assert.deepEqual(encodeFrame(oneway), fromHex("0e000000" + "0002" + "44332211" + "00" + "0000000000000000" + "00000000" + "00"));
+  assert.deepEqual(encodeFrame({ tag: 15, question: 300n }), fromHex("0f000000ac02"));
+  for (const f of [first, second, oneway]) assert.deepEqual(decodeFrame(encodeFrame(f)), f);
+  assert.throws(() => decodeFrame(fromHex("0d000000" + "01" + "02" + "0001" + "44332211" + "00" + "0000000000000000" + "00000000" + "00")), /keep 2/);
+  assert.throws(() => decodeFrame(fromHex("0d000000" + "01" + "01" + "0201" + "44332211" + "00" + "0000000000000000" + "00000000" + "00")), /target of kind 2/);
 });
