@@ -70,7 +70,7 @@ pub mod schema;
 mod selector;
 pub mod transaction;
 mod travel;
-mod value;
+pub(crate) mod value;
 mod view;
 
 #[doc(hidden)]

@@ -28,6 +28,8 @@ pub use crate::{
 };
 pub use serde;
 
+pub use crate::value::{AsBytes, ByteVec, Codec, Decoder, decode_wire, encode_into};
+
 /// Reads a typed stub that arrived as an argument or a result of a remote
 /// call; fails if the reference offers another interface.
 pub fn deserialize_client<'de, C, D>(deserializer: D) -> Result<C, D::Error>
@@ -48,19 +50,34 @@ pub fn deserialize_ref<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Res
     crate::travel::deserialize_ref(deserializer)
 }
 
+/// How a method of arguments `A` and result `R` goes to the callee.
+#[allow(missing_debug_implementations)] // function pointers, nothing to show
+pub struct Wire<A: 'static, R: 'static> {
+    /// Copies the arguments, for a multicast.
+    pub cloner: Option<fn(&A) -> Option<A>>,
+    /// Encodes and decodes them.
+    pub codec: &'static Codec<A, R>,
+    /// Takes the result out of the reply (a generated function that calls
+    /// [`take_result`] with `codec`).
+    pub take: fn(Value) -> Result<R, Value>,
+}
+
+/// Takes the result `R` out of a reply, decoding it with `codec`.
+pub fn take_result<A: Any + Send, R: Any + Send>(
+    reply: Value,
+    codec: &'static Codec<A, R>,
+) -> Result<R, Value> {
+    reply.into_result_with::<A, R>(codec)
+}
+
 /// The stub's side of a method returning `R`.
-pub fn call<A, R>(
-    target: &Ref,
-    selector: Selector,
-    args: A,
-    cloner: Option<fn(&A) -> Option<A>>,
-) -> Call<R>
+pub fn call<A, R>(target: &Ref, selector: Selector, args: A, wire: Wire<A, R>) -> Call<R>
 where
-    A: Any + Send + Serialize,
-    R: Any + Send + Serialize + DeserializeOwned,
+    A: Any + Send,
+    R: Any + Send,
 {
-    let args = Value::call::<A, R>(args, cloner);
-    Call::start(target, selector, args, Value::into_result::<A, R>, keep)
+    let args = Value::call_with::<A, R>(args, wire.cloner, wire.codec);
+    Call::start(target, selector, args, wire.take, keep)
 }
 
 /// The stub's side of a method returning `Result<T, E>`.
@@ -68,21 +85,15 @@ pub fn call_fallible<A, T, E>(
     target: &Ref,
     selector: Selector,
     args: A,
-    cloner: Option<fn(&A) -> Option<A>>,
+    wire: Wire<A, T>,
 ) -> Call<T, E>
 where
-    A: Any + Send + Serialize,
-    T: Any + Send + Serialize + DeserializeOwned,
+    A: Any + Send,
+    T: Any + Send,
     E: Any + Send + DeserializeOwned,
 {
-    let args = Value::call::<A, T>(args, cloner);
-    Call::start(
-        target,
-        selector,
-        args,
-        Value::into_result::<A, T>,
-        Error::decode_callee::<E>,
-    )
+    let args = Value::call_with::<A, T>(args, wire.cloner, wire.codec);
+    Call::start(target, selector, args, wire.take, Error::decode_callee::<E>)
 }
 
 fn keep(e: Error) -> Error {
@@ -188,32 +199,31 @@ fn deadline_exceeded(method: crate::MethodPath) -> Error {
 }
 
 /// Takes the argument tuple `A` out of the message's arguments.
-pub fn take_args<A: Any + Send + DeserializeOwned, R: Any + Send>(
+pub fn take_args<A: Any + Send, R: Any + Send>(
     args: &mut Value,
+    codec: &'static Codec<A, R>,
 ) -> Result<A, Error> {
-    args.take_args::<A, R>()
+    args.take_args_with::<A, R>(codec.decode_args)
 }
 
 /// The reply of a method returning `R`.
-pub fn reply<A: Any + Send, R: Any + Send + Serialize>(
+pub fn reply<A: Any + Send, R: Any + Send>(
     slot: Value,
     result: R,
+    codec: &'static Codec<A, R>,
 ) -> Result<Value, Error> {
-    Ok(slot.put_result::<A, R>(result))
+    Ok(slot.put_result_with::<A, R>(result, codec))
 }
 
 /// The reply of a method returning `Result<T, E>`.
-pub fn reply_fallible<
-    A: Any + Send,
-    T: Any + Send + Serialize,
-    E: Any + Send + Serialize + std::fmt::Debug,
->(
+pub fn reply_fallible<A: Any + Send, T: Any + Send, E: Any + Send + Serialize + std::fmt::Debug>(
     slot: Value,
     result: Result<T, E>,
     method: &'static str,
+    codec: &'static Codec<A, T>,
 ) -> Result<Value, Error> {
     match result {
-        Ok(t) => Ok(slot.put_result::<A, T>(t)),
+        Ok(t) => Ok(slot.put_result_with::<A, T>(t, codec)),
         Err(e) => {
             let message = format!("{method} returned {e:?}");
             Err(Error::callee_failed(Value::serializable(e), message))

@@ -61,8 +61,17 @@ trait Payload: Any + Send {
 /// not decode with [`BadArguments`](crate::ErrorKind::BadArguments). Type
 /// names in messages carry no Rust paths: the message may travel.
 fn decode_exact<T: DeserializeOwned>(bytes: &[u8], refs: &[Ref]) -> Result<T, crate::Error> {
+    decode_as::<T, T>(bytes, refs)
+}
+
+/// Decodes a `W` (a type with the same encoding as `T`: its wire form)
+/// that must fill `bytes` exactly; errors name `T`.
+pub(crate) fn decode_as<W: DeserializeOwned, T>(
+    bytes: &[u8],
+    refs: &[Ref],
+) -> Result<W, crate::Error> {
     let (decoded, refused) =
-        crate::travel::resolving(refs, || postcard::take_from_bytes::<T>(bytes));
+        crate::travel::resolving(refs, || postcard::take_from_bytes::<W>(bytes));
     let why = match decoded {
         Ok((value, [])) => return Ok(value),
         _ if refused.is_some() => {
@@ -77,6 +86,105 @@ fn decode_exact<T: DeserializeOwned>(bytes: &[u8], refs: &[Ref]) -> Result<T, cr
         crate::ErrorKind::BadArguments,
         format!("the value is not a {}: {why}", short_type_name::<T>()),
     ))
+}
+
+/// How a method's argument tuple and result are encoded and decoded on
+/// the wire. [`SERDE`](Codec::SERDE) uses their serde impls; the interface
+/// macro gives methods with `Vec<u8>` parameters or results a codec that
+/// writes and reads those as byte strings: the same bytes (postcard writes
+/// a `Vec<u8>` as its length and its bytes either way), without serde's
+/// one call per element.
+#[doc(hidden)]
+pub struct Codec<A, R> {
+    /// Appends the arguments.
+    pub encode_args: Encoder<A>,
+    /// Reads arguments that must fill the bytes.
+    pub decode_args: Decoder<A>,
+    /// Appends the result.
+    pub encode_result: Encoder<R>,
+    /// Reads a result that must fill the bytes.
+    pub decode_result: Decoder<R>,
+}
+
+/// Reads a value that must fill the bytes, resolving the references it
+/// indexes.
+#[doc(hidden)]
+pub type Decoder<T> = fn(&[u8], &[Ref]) -> Result<T, crate::Error>;
+
+impl<A, R> fmt::Debug for Codec<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Codec").finish_non_exhaustive()
+    }
+}
+
+impl<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned> Codec<A, R> {
+    /// By the types' own serde impls.
+    pub const SERDE: Codec<A, R> = Codec {
+        encode_args: postcard_into::<A>,
+        decode_args: decode_exact::<A>,
+        encode_result: postcard_into::<R>,
+        decode_result: decode_exact::<R>,
+    };
+}
+
+/// Appends `value` in postcard.
+#[doc(hidden)]
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    postcard::to_extend(value, std::mem::take(out))
+        .map(|extended| *out = extended)
+        .map_err(|e| e.to_string())
+}
+
+/// Reads a `W`, the wire form of `T`, that must fill `bytes`.
+#[doc(hidden)]
+pub fn decode_wire<W: DeserializeOwned, T>(bytes: &[u8], refs: &[Ref]) -> Result<W, crate::Error> {
+    decode_as::<W, T>(bytes, refs)
+}
+
+/// A `Vec<u8>` written as a byte string: the same bytes as the vector's
+/// serde impl writes, in one copy.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct AsBytes<'a>(pub &'a [u8]);
+
+impl Serialize for AsBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// A `Vec<u8>` read as a byte string (see [`AsBytes`]).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ByteVec(pub Vec<u8>);
+
+impl<'de> serde::Deserialize<'de> for ByteVec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = ByteVec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ByteVec, E> {
+                Ok(ByteVec(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<ByteVec, E> {
+                Ok(ByteVec(v))
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<ByteVec, S::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(ByteVec(out))
+            }
+        }
+        d.deserialize_byte_buf(Bytes)
+    }
 }
 
 /// `type_name::<T>()` without module paths: `(u64, String)`, not
@@ -103,9 +211,7 @@ pub(crate) fn short_type_name<T: ?Sized>() -> String {
 }
 
 fn postcard_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-    let bytes = postcard::to_allocvec(value).map_err(|e| e.to_string())?;
-    out.extend_from_slice(&bytes);
-    Ok(())
+    encode_into(value, out)
 }
 
 /// A plain value: a reply, a callee's error, a hand-made argument tuple.
@@ -189,12 +295,18 @@ impl Encoded {
 
     /// Takes the value out as a `T`: the one decoded already, or decoded now.
     fn take<T: Any + DeserializeOwned>(&mut self) -> Result<T, crate::Error> {
+        self.take_with(decode_exact::<T>)
+    }
+
+    /// Takes the value out as a `T`: the one decoded already, or decoded
+    /// now by `decode`.
+    fn take_with<T: Any>(&mut self, decode: Decoder<T>) -> Result<T, crate::Error> {
         if self.decoded.get().is_some_and(|held| held.is::<T>()) {
             if let Some(Ok(value)) = self.decoded.take().map(|held| held.downcast::<T>()) {
                 return Ok(*value);
             }
         }
-        decode_exact::<T>(&self.bytes, &self.refs)
+        decode(&self.bytes, &self.refs)
     }
 }
 
@@ -233,9 +345,10 @@ impl Payload for Encoded {
 }
 
 /// One call's box: first the arguments `A`, then the result `R`.
-struct Slot<A, R> {
+struct Slot<A: 'static, R: 'static> {
     state: State<A, R>,
     cloner: Option<fn(&A) -> Option<A>>,
+    codec: &'static Codec<A, R>,
 }
 
 enum State<A, R> {
@@ -244,7 +357,7 @@ enum State<A, R> {
     Taken,
 }
 
-impl<A: Any + Send + Serialize, R: Any + Send + Serialize> Payload for Slot<A, R> {
+impl<A: Any + Send, R: Any + Send> Payload for Slot<A, R> {
     fn args_any(&self) -> Option<&dyn Any> {
         match &self.state {
             State::Args(a) => Some(a),
@@ -274,6 +387,7 @@ impl<A: Any + Send + Serialize, R: Any + Send + Serialize> Payload for Slot<A, R
         Some(Value(Box::new(Slot::<A, R> {
             state: State::Args(args),
             cloner: self.cloner,
+            codec: self.codec,
         })))
     }
     fn type_name(&self) -> &'static str {
@@ -288,8 +402,8 @@ impl<A: Any + Send + Serialize, R: Any + Send + Serialize> Payload for Slot<A, R
     }
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
         match &self.state {
-            State::Args(a) => postcard_into(a, out),
-            State::Result(r) => postcard_into(r, out),
+            State::Args(a) => (self.codec.encode_args)(a, out),
+            State::Result(r) => (self.codec.encode_result)(r, out),
             State::Taken => Err("the call's arguments were already taken".into()),
         }
     }
@@ -482,20 +596,43 @@ impl Value {
     }
 
     /// A call slot holding `args`; the stub's side of a call.
-    pub(crate) fn call<A: Any + Send + Serialize, R: Any + Send + Serialize>(
+    #[cfg(test)]
+    pub(crate) fn call<
+        A: Any + Send + Serialize + DeserializeOwned,
+        R: Any + Send + Serialize + DeserializeOwned,
+    >(
         args: A,
         cloner: Option<fn(&A) -> Option<A>>,
+    ) -> Self {
+        Self::call_with::<A, R>(args, cloner, &Codec::SERDE)
+    }
+
+    /// [`call`](Value::call), with the method's codec.
+    pub(crate) fn call_with<A: Any + Send, R: Any + Send>(
+        args: A,
+        cloner: Option<fn(&A) -> Option<A>>,
+        codec: &'static Codec<A, R>,
     ) -> Self {
         Value(Box::new(Slot::<A, R> {
             state: State::Args(args),
             cloner,
+            codec,
         }))
     }
 
     /// Takes the arguments out of a call slot (or a plain tuple); the
     /// skeleton's side.
+    #[cfg(test)]
     pub(crate) fn take_args<A: Any + Send + DeserializeOwned, R: Any + Send>(
         &mut self,
+    ) -> Result<A, crate::Error> {
+        self.take_args_with::<A, R>(decode_exact::<A>)
+    }
+
+    /// [`take_args`](Value::take_args), decoding with `decode`.
+    pub(crate) fn take_args_with<A: Any + Send, R: Any + Send>(
+        &mut self,
+        decode: Decoder<A>,
     ) -> Result<A, crate::Error> {
         let expected = |held: &str| {
             crate::Error::new(
@@ -513,7 +650,7 @@ impl Value {
             };
         }
         if let Some(encoded) = self.as_encoded_payload_mut() {
-            let args = encoded.take::<A>()?;
+            let args = encoded.take_with::<A>(decode)?;
             *self = Value::unit();
             return Ok(args);
         }
@@ -527,22 +664,51 @@ impl Value {
 
     /// Stores the result in the call slot the arguments came in, or wraps it
     /// plainly if this value is not such a slot.
-    pub(crate) fn put_result<A: Any + Send, R: Any + Send + Serialize>(self, result: R) -> Self {
+    #[cfg(test)]
+    pub(crate) fn put_result<
+        A: Any + Send + Serialize + DeserializeOwned,
+        R: Any + Send + Serialize + DeserializeOwned,
+    >(
+        self,
+        result: R,
+    ) -> Self {
+        self.put_result_with::<A, R>(result, &Codec::SERDE)
+    }
+
+    /// [`put_result`](Value::put_result), with the method's codec.
+    pub(crate) fn put_result_with<A: Any + Send, R: Any + Send>(
+        self,
+        result: R,
+        codec: &'static Codec<A, R>,
+    ) -> Self {
         let mut this = self;
         if let Some(slot) = this.0.as_any_mut().downcast_mut::<Slot<A, R>>() {
             slot.state = State::Result(result);
             this
         } else {
-            Value::serializable(result)
+            Value(Box::new(Plain {
+                value: result,
+                encode: Some(codec.encode_result),
+            }))
         }
     }
 
     /// Takes the result of type `R` out, from a call slot or a plain value.
+    #[cfg(test)]
     pub(crate) fn into_result<A, R>(self) -> Result<R, Self>
     where
-        A: Any + Send + Serialize,
+        A: Any + Send + Serialize + DeserializeOwned,
         R: Any + Send + Serialize + DeserializeOwned,
     {
+        self.into_result_with::<A, R>(&Codec::SERDE)
+    }
+
+    /// [`into_result`](Value::into_result), decoding with the method's
+    /// codec.
+    pub(crate) fn into_result_with<A: Any + Send, R: Any + Send>(
+        self,
+        codec: &'static Codec<A, R>,
+    ) -> Result<R, Self> {
         if self.0.payload_type_id() == TypeId::of::<Slot<A, R>>() {
             let any = self.0.into_any();
             let Ok(slot) = any.downcast::<Slot<A, R>>() else {
@@ -553,12 +719,15 @@ impl Value {
                 state => Err(Value(Box::new(Slot::<A, R> {
                     state,
                     cloner: slot.cloner,
+                    codec: slot.codec,
                 }))),
             };
         }
         let mut this = self;
         if let Some(encoded) = this.as_encoded_payload_mut() {
-            return encoded.take::<R>().map_err(|_| this);
+            return encoded
+                .take_with::<R>(codec.decode_result)
+                .map_err(|_| this);
         }
         this.downcast::<R>()
     }

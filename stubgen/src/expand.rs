@@ -61,6 +61,127 @@ fn const_name(m: &MethodSpec) -> syn::Ident {
     format_ident!("{}", m.name.to_uppercase(), span = m.ident.span())
 }
 
+/// The name of the hidden constant that holds a method's [`Codec`].
+fn codec_name(m: &MethodSpec) -> syn::Ident {
+    format_ident!(
+        "__TETHER_CODEC_{}",
+        m.name.to_uppercase(),
+        span = m.ident.span()
+    )
+}
+
+/// Whether `t` is spelled `Vec<u8>` (or `std::vec::Vec<u8>`,
+/// `alloc::vec::Vec<u8>`): a parameter or result the generated code
+/// encodes and decodes as a byte string, which has the same bytes on the
+/// wire as serde's one-element-at-a-time form of a vector.
+fn is_byte_vec(t: &Type) -> bool {
+    let Type::Path(p) = t else { return false };
+    if p.qself.is_some() {
+        return false;
+    }
+    let names: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    let prefix_ok = match names.as_slice() {
+        [_] => true,
+        [a, b, _] => (a == "std" || a == "alloc") && b == "vec",
+        _ => false,
+    };
+    let Some(last) = p.path.segments.last() else {
+        return false;
+    };
+    if !prefix_ok || last.ident != "Vec" {
+        return false;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    matches!(
+        args.args.iter().collect::<Vec<_>>().as_slice(),
+        [syn::GenericArgument::Type(Type::Path(u))] if u.qself.is_none() && u.path.is_ident("u8")
+    )
+}
+
+/// A method's codec: serde's, or one that writes its `Vec<u8>`
+/// parameters and result as byte strings (the same bytes, one copy).
+fn codec(m: &MethodSpec) -> TokenStream {
+    let rt = rt();
+    let args = args_type(m);
+    let ok = m.ret.ok();
+    let serde = quote!(<#rt::Codec<#args, #ok>>::SERDE);
+    let bytes_params = m.params.iter().any(|(_, t)| is_byte_vec(t));
+    let bytes_result = is_byte_vec(ok);
+    if !bytes_params && !bytes_result {
+        return serde;
+    }
+    let (encode_args, decode_args) = if bytes_params {
+        let items = m.params.iter().enumerate().map(|(i, (_, t))| {
+            let i = syn::Index::from(i);
+            if is_byte_vec(t) {
+                quote!(#rt::AsBytes(&args.#i))
+            } else {
+                quote!(&args.#i)
+            }
+        });
+        let wire = m.params.iter().map(|(_, t)| {
+            if is_byte_vec(t) {
+                quote!(#rt::ByteVec)
+            } else {
+                quote!(#t)
+            }
+        });
+        let wire = quote!(( #(#wire,)* ));
+        let names: Vec<_> = (0..m.params.len())
+            .map(|i| format_ident!("__tether_{}", i))
+            .collect();
+        let values = m.params.iter().zip(&names).map(|((_, t), n)| {
+            if is_byte_vec(t) {
+                quote!(#n.0)
+            } else {
+                quote!(#n)
+            }
+        });
+        (
+            quote! {
+                |args: &#args, out: &mut ::std::vec::Vec<u8>| #rt::encode_into(&( #(#items,)* ), out)
+            },
+            quote! {
+                |bytes: &[u8], refs: &[#rt::Ref]| {
+                    let ( #(#names,)* ) = #rt::decode_wire::<#wire, #args>(bytes, refs)?;
+                    ::core::result::Result::Ok(( #(#values,)* ))
+                }
+            },
+        )
+    } else {
+        (quote!(#serde.encode_args), quote!(#serde.decode_args))
+    };
+    let (encode_result, decode_result) = if bytes_result {
+        (
+            quote! {
+                |result: &#ok, out: &mut ::std::vec::Vec<u8>| #rt::encode_into(&#rt::AsBytes(result), out)
+            },
+            quote! {
+                |bytes: &[u8], refs: &[#rt::Ref]| {
+                    ::core::result::Result::Ok(#rt::decode_wire::<#rt::ByteVec, #ok>(bytes, refs)?.0)
+                }
+            },
+        )
+    } else {
+        (quote!(#serde.encode_result), quote!(#serde.decode_result))
+    };
+    quote! {
+        #rt::Codec {
+            encode_args: #encode_args,
+            decode_args: #decode_args,
+            encode_result: #encode_result,
+            decode_result: #decode_result,
+        }
+    }
+}
+
 fn args_type(m: &MethodSpec) -> TokenStream {
     let tys = m.params.iter().map(|(_, t)| t);
     quote!(( #(#tys,)* ))
@@ -79,9 +200,15 @@ fn marker(spec: &Spec) -> TokenStream {
         let name = &m.name;
         let id = selector_id(name);
         let doc = format!("The `{name}` method of [`{trait_str}`] (selector `{id:08x}`).");
+        let codec_name = codec_name(m);
+        let codec = codec(m);
+        let args = args_type(m);
+        let ok = m.ret.ok();
         quote! {
             #[doc = #doc]
             pub const #c: #rt::Method<#marker> = #rt::Method::new(#rt::Selector::new(#name));
+            #[doc(hidden)]
+            pub const #codec_name: #rt::Codec<#args, #ok> = #codec;
         }
     });
     let id_checks = spec.methods.iter().map(|m| {
@@ -145,12 +272,13 @@ fn marker(spec: &Spec) -> TokenStream {
             .map(|i| format_ident!("__tether_arg{}", i))
             .collect();
         let path = format!("{trait_str}::{}", m.name);
+        let codec_name = codec_name(m);
         let reply = match &m.ret {
             Ret::Plain(r) => quote! {
-                #rt::reply::<#args, #r>(__tether_args, __tether_result)
+                #rt::reply::<#args, #r>(__tether_args, __tether_result, &#marker::#codec_name)
             },
             Ret::Fallible(t, e) => quote! {
-                #rt::reply_fallible::<#args, #t, #e>(__tether_args, __tether_result, #path)
+                #rt::reply_fallible::<#args, #t, #e>(__tether_args, __tether_result, #path, &#marker::#codec_name)
             },
         };
         let ok = m.ret.ok();
@@ -158,7 +286,7 @@ fn marker(spec: &Spec) -> TokenStream {
             #id => #rt::Box::pin(async move {
                 let (__tether_target, __tether_selector, mut __tether_args, __tether_context) =
                     #rt::open(__tether_message);
-                let ( #(#bindings,)* ) = #rt::take_args::<#args, #ok>(&mut __tether_args)?;
+                let ( #(#bindings,)* ) = #rt::take_args::<#args, #ok>(&mut __tether_args, &#marker::#codec_name)?;
                 let __tether_object = #rt::object::<__TetherObject>(&__tether_target)?;
                 let __tether_result = #rt::run(
                     __tether_context,
@@ -254,10 +382,22 @@ fn client(spec: &Spec) -> TokenStream {
                 quote!(#rt::call_fallible::<#args, #t, #e>),
             ),
         };
+        let codec_name = codec_name(m);
+        let ok = m.ret.ok();
         quote! {
             #docs
             pub fn #ident(&self, #(#params),*) -> #output {
-                #call(&self.reference, #marker::#c.selector(), ( #(#names,)* ), #cloner)
+                fn __tether_take(
+                    reply: #rt::Value,
+                ) -> ::core::result::Result<#ok, #rt::Value> {
+                    #rt::take_result::<#args, #ok>(reply, &#marker::#codec_name)
+                }
+                let wire = #rt::Wire {
+                    cloner: #cloner,
+                    codec: &#marker::#codec_name,
+                    take: __tether_take,
+                };
+                #call(&self.reference, #marker::#c.selector(), ( #(#names,)* ), wire)
             }
         }
     });

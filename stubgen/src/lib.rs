@@ -84,6 +84,15 @@ mod schema;
 /// * `#[tether(read)]` marks a method that only reads the object: a
 ///   readers/writer lock (`MutexLayer::readers_writer_of`) lets it run
 ///   beside other readers.
+/// * A parameter or result spelled `Vec<u8>` travels as a byte string: one
+///   copy, where serde writes and reads a vector one element at a time.
+///   The bytes on the wire are the same either way (postcard writes both
+///   as a length and the bytes), so peers, schemas and tools see no
+///   difference. A `Vec<u8>` *inside* your own type gets the same path
+///   when you mark the field `#[serde(with = "serde_bytes")]` (the
+///   `serde_bytes` crate); `derive(tether::Schema)` accepts that attribute,
+///   as it keeps the encoding. A `bytes::Bytes` field is a byte string
+///   already.
 ///
 /// # Selectors and compatibility
 ///

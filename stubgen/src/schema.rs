@@ -49,6 +49,20 @@ fn serde_attrs(attrs: &[syn::Attribute], errors: &mut Vec<syn::Error>) -> SerdeA
                 .get_ident()
                 .map(ToString::to_string)
                 .unwrap_or_default();
+            // `serde_bytes` writes a `Vec<u8>` as a byte string: the same
+            // bytes and the same schema, in one copy instead of one call per
+            // byte (the fast path the interface macro gives parameters).
+            if name == "with" && meta.input.peek(syn::Token![=]) {
+                let lit: LitStr = meta.value()?.parse()?;
+                if lit.value() == "serde_bytes" {
+                    return Ok(());
+                }
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    "derive(Schema) cannot describe `#[serde(with = ...)]` (only `with = \"serde_bytes\"`, which keeps the encoding): write the type without it, or implement `Schema` by hand",
+                ));
+                return Ok(());
+            }
             if REFUSED.contains(&name.as_str()) {
                 let why = if name.starts_with("rename_all") {
                     "derive(Schema) does not follow `rename_all`: rename fields and variants one by one with `#[serde(rename = \"...\")]`"

@@ -8,6 +8,8 @@ pub struct Partial {
     pub cache: u64,
     #[serde(flatten)]
     pub extra: Inner,
+    #[serde(with = "my_format")]
+    pub custom: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, tether::Schema)]
