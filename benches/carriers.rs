@@ -1,7 +1,15 @@
-//! Round trips per carrier, against a raw tokio TCP echo of the same bytes
-//! as the floor. Client and server share one current-thread runtime (the
-//! stable placement on a 2-core machine); figures are printed as a table
-//! with ratios to the floor, measured in one run.
+//! Round trips per carrier, against raw tokio TCP floors and tarpc, in one
+//! run. Client and server share one current-thread runtime (the stable
+//! placement on a 2-core machine); figures are printed as a table with
+//! ratios to the floors.
+//!
+//! The floors: an *inline* round trip (the client sends a frame the size
+//! of Tether's `add` call and awaits the echo; the server echoes in its
+//! read loop), for latency; and a *multiplexed* echo, for throughput: the
+//! least an RPC system does (each request carries an id, the server
+//! answers each in a task of its own through a writer task, the client
+//! matches replies to waiting callers). tarpc 0.38 runs over TCP with
+//! bincode, Nagle off like the others.
 //!
 //! `cargo bench -p tether-benches --bench carriers` (add `-- --quick` for a short run).
 //!
@@ -20,6 +28,7 @@ use futures_util::{SinkExt, StreamExt};
 use tether::transports::{Config, Peer, quic, relay, tcp, ws};
 use tether::{Node, View};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 #[tether::interface]
@@ -105,8 +114,8 @@ async fn tether_figures(client: BenchClient, plan: &Plan) -> Figures {
     }
 }
 
-/// The floor: a raw length-delimited TCP echo of frames the size of
-/// Tether's (the `add` call frame, and a 64 KiB echo frame).
+/// The latency floor: a raw length-delimited TCP echo, inline, of frames
+/// the size of Tether's `add` call.
 async fn raw_figures(plan: &Plan) -> Figures {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -137,11 +146,118 @@ async fn raw_figures(plan: &Plan) -> Figures {
         lat.push(t.elapsed());
     }
     lat.sort();
-    let calls_per_s = pipelined(&mut framed, call, plan.pipelined, IN_FLIGHT).await;
-    let echo = Bytes::from(vec![0xa5_u8; ECHO + 16]);
-    let echoes_per_s = pipelined(&mut framed, echo, plan.echoes, ECHO_IN_FLIGHT).await;
     drop(framed);
     let _ = server.await;
+    Figures {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        // Not measured: the multiplexed floor is the throughput floor.
+        calls_per_s: 0.0,
+        mb_per_s: 0.0,
+    }
+}
+
+/// The multiplexed floor: requests are `id: u64 LE` then the payload; the
+/// server answers each in its own task; replies go through one writer
+/// task per side.
+async fn raw_multiplexed(plan: &Plan) -> Figures {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (mut sink, mut stream) = Framed::new(stream, codec()).split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let writer = tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                sink.feed(frame).await.unwrap();
+                while let Ok(frame) = rx.try_recv() {
+                    sink.feed(frame).await.unwrap();
+                }
+                SinkExt::<Bytes>::flush(&mut sink).await.unwrap();
+            }
+        });
+        while let Some(Ok(frame)) = stream.next().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(frame.freeze());
+            });
+        }
+        drop(tx);
+        let _ = writer.await;
+    });
+
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sink, mut stream) = Framed::new(stream, codec()).split();
+    let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>> = Arc::default();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            sink.feed(frame).await.unwrap();
+            while let Ok(frame) = rx.try_recv() {
+                sink.feed(frame).await.unwrap();
+            }
+            SinkExt::<Bytes>::flush(&mut sink).await.unwrap();
+        }
+    });
+    let reader = tokio::spawn({
+        let waiting = Arc::clone(&waiting);
+        async move {
+            while let Some(Ok(frame)) = stream.next().await {
+                let id = u64::from_le_bytes(frame[..8].try_into().unwrap());
+                if let Some(reply) = waiting.lock().unwrap().remove(&id) {
+                    let _ = reply.send(frame.freeze());
+                }
+            }
+        }
+    });
+    let next_id = std::sync::atomic::AtomicU64::new(0);
+    let call = |payload: usize| {
+        let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut frame = vec![0xa5_u8; 8 + payload];
+        frame[..8].copy_from_slice(&id.to_le_bytes());
+        let (reply, answer) = oneshot::channel();
+        waiting.lock().unwrap().insert(id, reply);
+        tx.send(Bytes::from(frame)).unwrap();
+        async move { answer.await.unwrap().len() }
+    };
+    // The `add` call frame is 27 bytes; 8 of them here are the id.
+    for _ in 0..200 {
+        call(19).await;
+    }
+    let mut lat = Vec::with_capacity(plan.sequential);
+    for _ in 0..plan.sequential {
+        let t = Instant::now();
+        call(19).await;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let windowed = |total: usize, window: usize, payload: usize| {
+        let call = &call;
+        async move {
+            let t = Instant::now();
+            let mut pending = FuturesUnordered::new();
+            let mut sent = 0;
+            while sent < total || !pending.is_empty() {
+                while sent < total && pending.len() < window {
+                    pending.push(call(payload));
+                    sent += 1;
+                }
+                pending.next().await.unwrap();
+            }
+            total as f64 / t.elapsed().as_secs_f64()
+        }
+    };
+    let calls_per_s = windowed(plan.pipelined, IN_FLIGHT, 19).await;
+    let echoes_per_s = windowed(plan.echoes, ECHO_IN_FLIGHT, ECHO).await;
+    drop(tx);
+    let _ = writer.await;
+    reader.abort();
+    server.abort();
     Figures {
         p50: percentile(&lat, 0.5),
         p99: percentile(&lat, 0.99),
@@ -150,24 +266,89 @@ async fn raw_figures(plan: &Plan) -> Figures {
     }
 }
 
-async fn pipelined(
-    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
-    frame: Bytes,
-    total: usize,
-    window: usize,
-) -> f64 {
+#[tarpc::service]
+trait TarpcBench {
+    async fn add(a: u64, b: u64) -> u64;
+    async fn echo(data: Vec<u8>) -> Vec<u8>;
+}
+
+#[derive(Clone)]
+struct TarpcServer;
+
+impl TarpcBench for TarpcServer {
+    async fn add(self, _: tarpc::context::Context, a: u64, b: u64) -> u64 {
+        a + b
+    }
+    async fn echo(self, _: tarpc::context::Context, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+}
+
+/// tarpc over TCP with bincode, each request served in its own task (as
+/// its README does), Nagle off.
+async fn tarpc_figures(plan: &Plan) -> Figures {
+    use tarpc::server::Channel;
+    use tarpc::tokio_serde::formats::Bincode;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let transport =
+            tarpc::serde_transport::new(Framed::new(stream, codec()), Bincode::default());
+        tarpc::server::BaseChannel::with_defaults(transport)
+            .execute(TarpcServer.serve())
+            .for_each(|response| async move {
+                tokio::spawn(response);
+            })
+            .await;
+    });
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let transport = tarpc::serde_transport::new(Framed::new(stream, codec()), Bincode::default());
+    let client = TarpcBenchClient::new(tarpc::client::Config::default(), transport).spawn();
+    let ctx = tarpc::context::current;
+    for _ in 0..200 {
+        client.add(ctx(), 1, 2).await.unwrap();
+    }
+    let mut lat = Vec::with_capacity(plan.sequential);
+    for i in 0..plan.sequential as u64 {
+        let t = Instant::now();
+        assert_eq!(client.add(ctx(), i, 1).await.unwrap(), i + 1);
+        lat.push(t.elapsed());
+    }
+    lat.sort();
     let t = Instant::now();
-    let (mut sent, mut received) = (0, 0);
-    while received < total {
-        while sent < total && sent - received < window {
-            framed.feed(frame.clone()).await.unwrap();
+    let mut pending = FuturesUnordered::new();
+    let mut sent = 0;
+    while sent < plan.pipelined || !pending.is_empty() {
+        while sent < plan.pipelined && pending.len() < IN_FLIGHT {
+            pending.push(client.add(ctx(), sent as u64, 1));
             sent += 1;
         }
-        SinkExt::<Bytes>::flush(framed).await.unwrap();
-        framed.next().await.unwrap().unwrap();
-        received += 1;
+        pending.next().await.unwrap().unwrap();
     }
-    total as f64 / t.elapsed().as_secs_f64()
+    let calls_per_s = plan.pipelined as f64 / t.elapsed().as_secs_f64();
+    let data = vec![0xa5_u8; ECHO];
+    let t = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    let mut sent = 0;
+    while sent < plan.echoes || !pending.is_empty() {
+        while sent < plan.echoes && pending.len() < ECHO_IN_FLIGHT {
+            pending.push(client.echo(ctx(), data.clone()));
+            sent += 1;
+        }
+        assert_eq!(pending.next().await.unwrap().unwrap().len(), ECHO);
+    }
+    let mb_per_s = (plan.echoes * ECHO * 2) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    server.abort();
+    Figures {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        calls_per_s,
+        mb_per_s,
+    }
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -199,6 +380,8 @@ async fn run(plan: Plan) {
     let server = server_node();
     let node = Node::new();
     let raw = raw_figures(&plan).await;
+    let mux = raw_multiplexed(&plan).await;
+    let tarpc_f = tarpc_figures(&plan).await;
 
     let l = tcp::serve(&server, "127.0.0.1:0", Config::new())
         .await
@@ -256,25 +439,48 @@ async fn run(plan: Plan) {
     relay.close().await;
 
     println!(
-        "| carrier | add p50 | add p99 | p50 vs floor | calls/s, 64 in flight | vs floor | 64 KiB echo MB/s, 8 in flight | vs floor |"
+        "| system | `add` p50 | × raw inline | `add` p99 | calls/s, 64 in flight | % of raw multiplexed | 64 KiB echo MB/s, 8 in flight | % of raw multiplexed | p50 × Tether TCP |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, f) in [
-        ("raw TCP echo (floor)", raw),
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let rows = [
+        ("raw TCP, inline round trip (latency floor)", raw),
+        ("raw TCP, multiplexed echo (throughput floor)", mux),
+        ("tarpc 0.38, TCP + bincode", tarpc_f),
         ("Tether TCP", tcp_f),
         ("Tether WebSocket", ws_f),
         ("Tether QUIC", quic_f),
         ("Tether TCP through a relay", relay_f),
-    ] {
+    ];
+    for (i, (name, f)) in rows.into_iter().enumerate() {
+        // The inline floor's throughput is of another kind (one frame
+        // after another on one task): not a floor for the other columns.
+        let (calls, mb) = if i == 0 {
+            ("–".to_string(), "–".to_string())
+        } else {
+            (
+                format!(
+                    "{:.0} | {:.0}%",
+                    f.calls_per_s,
+                    100.0 * f.calls_per_s / mux.calls_per_s
+                ),
+                format!(
+                    "{:.0} | {:.0}%",
+                    f.mb_per_s,
+                    100.0 * f.mb_per_s / mux.mb_per_s
+                ),
+            )
+        };
+        let (calls, mb) = if i == 0 {
+            (format!("{calls} | –"), format!("{mb} | –"))
+        } else {
+            (calls, mb)
+        };
         println!(
-            "| {name} | {:.1} µs | {:.1} µs | {:.2}× | {:.0} | {:.0}% | {:.0} | {:.0}% |",
+            "| {name} | {:.1} µs | {:.2}× | {:.1} µs | {calls} | {mb} | {:.2}× |",
             f.p50.as_secs_f64() * 1e6,
-            f.p99.as_secs_f64() * 1e6,
             f.p50.as_secs_f64() / raw.p50.as_secs_f64(),
-            f.calls_per_s,
-            100.0 * f.calls_per_s / raw.calls_per_s,
-            f.mb_per_s,
-            100.0 * f.mb_per_s / raw.mb_per_s,
+            f.p99.as_secs_f64() * 1e6,
+            f.p50.as_secs_f64() / tcp_f.p50.as_secs_f64(),
         );
     }
 }
