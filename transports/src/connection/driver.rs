@@ -672,6 +672,12 @@ async fn read_loop(driver: Arc<Driver>, mut stream: FrameStream) {
             () = sleep => driver.with(|core| core.session.handle_timeout(Instant::now())),
             () = driver.wake_reader.notified() => {}
         }
+        // Frames already buffered are read without touching the socket,
+        // and each call now starts here (in order): without this, a peer
+        // that sends frames faster than they are handled would keep this
+        // task from ever yielding, and starve the other connections' tasks
+        // on its worker (their pings unanswered until they time out).
+        tokio::task::coop::consume_budget().await;
     }
 }
 
