@@ -11,7 +11,8 @@
 //! matches replies to waiting callers). tarpc 0.38 runs over TCP with
 //! bincode, Nagle off like the others.
 //!
-//! `cargo bench -p tether-benches --bench carriers` (add `-- --quick` for a short run).
+//! `cargo bench -p tether-benches --bench carriers` (add `-- --quick` for a
+//! short run, `-- --tcp-only` to run Tether over TCP alone, for a profiler).
 //!
 //! Not a criterion bench: criterion reports means, and this bench reports
 //! percentiles of one latency distribution and sustained throughput, which
@@ -376,6 +377,20 @@ async fn over(peer: Peer, plan: &Plan) -> Figures {
     f
 }
 
+/// Tether over TCP alone, for a profiler (`-- --tcp-only`).
+async fn tcp_only(plan: Plan) {
+    let server = server_node();
+    let node = Node::new();
+    let l = tcp::serve(&server, "127.0.0.1:0", Config::new())
+        .await
+        .unwrap();
+    let peer = tcp::connect(&node, l.local_addr(), Config::new())
+        .await
+        .unwrap();
+    println!("{:?}", over(peer, &plan).await);
+    l.close().await;
+}
+
 async fn run(plan: Plan) {
     let server = server_node();
     let node = Node::new();
@@ -501,9 +516,13 @@ fn main() {
             echoes: 4_000,
         }
     };
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap()
-        .block_on(run(plan));
+        .unwrap();
+    if std::env::args().any(|a| a == "--tcp-only") {
+        runtime.block_on(tcp_only(plan));
+    } else {
+        runtime.block_on(run(plan));
+    }
 }

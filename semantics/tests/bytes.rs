@@ -51,7 +51,7 @@ pub struct Chunk {
     pub data: Vec<u8>,
 }
 
-#[derive(serde::Serialize, tether::Schema)]
+#[derive(Debug, serde::Serialize, tether::Schema)]
 pub struct PlainChunk {
     pub id: u32,
     pub data: Vec<u8>,

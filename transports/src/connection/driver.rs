@@ -401,7 +401,8 @@ impl Driver {
                 // The caller went by an older description: tell it.
                 driver.with(|core| core.session.revised_key(key, served.version));
             }
-            let path = format!("{}::{}", target.interface().name(), method.name());
+            // Named for a log line only when one is written.
+            let (interface, name) = (target.interface().name(), method.name());
             // A call to a method the view makes oneway (the caller went by
             // an older description, or did not know): the caller must not
             // wait, so it hears at once, and the call runs on as a oneway.
@@ -414,7 +415,7 @@ impl Driver {
             };
             let result = served.reply.await;
             if let (None, Err(error)) = (id, &result) {
-                tracing::warn!(method = %path, %error, "oneway call from a peer failed");
+                tracing::warn!(method = %format_args!("{interface}::{name}"), %error, "oneway call from a peer failed");
             }
             driver.finish(id, oneway, keep, result);
         };
