@@ -71,48 +71,70 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn tether_figures(client: BenchClient, plan: &Plan) -> Figures {
-    for _ in 0..200 {
-        client.add(1, 2).await.unwrap();
+/// The figures of a system, given how to make its two calls: `add(i)`
+/// (which checks that it got `i + 1`) and a 64 KiB `echo` (which checks
+/// the length it got back).
+async fn figures<A, AF, E, EF>(plan: &Plan, add: A, echo: E) -> Figures
+where
+    A: Fn(u64) -> AF,
+    AF: std::future::Future<Output = ()>,
+    E: Fn() -> EF,
+    EF: std::future::Future<Output = ()>,
+{
+    for i in 0..200 {
+        add(i).await;
     }
     let mut lat = Vec::with_capacity(plan.sequential);
     for i in 0..plan.sequential as u64 {
         let t = Instant::now();
-        assert_eq!(client.add(i, 1).await.unwrap(), i + 1);
+        add(i).await;
         lat.push(t.elapsed());
     }
     lat.sort();
-
-    let t = Instant::now();
-    let mut pending = FuturesUnordered::new();
-    let mut sent = 0;
-    while sent < plan.pipelined || !pending.is_empty() {
-        while sent < plan.pipelined && pending.len() < IN_FLIGHT {
-            pending.push(client.add(sent as u64, 1));
-            sent += 1;
-        }
-        pending.next().await.unwrap().unwrap();
-    }
-    let calls_per_s = plan.pipelined as f64 / t.elapsed().as_secs_f64();
-
-    let data = vec![0xa5_u8; ECHO];
-    let t = Instant::now();
-    let mut pending = FuturesUnordered::new();
-    let mut sent = 0;
-    while sent < plan.echoes || !pending.is_empty() {
-        while sent < plan.echoes && pending.len() < ECHO_IN_FLIGHT {
-            pending.push(client.echo(data.clone()));
-            sent += 1;
-        }
-        assert_eq!(pending.next().await.unwrap().unwrap().len(), ECHO);
-    }
-    let mb_per_s = (plan.echoes * ECHO * 2) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    let calls_per_s = windowed(plan.pipelined, IN_FLIGHT, &add).await;
+    let echoes_per_s = windowed(plan.echoes, ECHO_IN_FLIGHT, |_| echo()).await;
     Figures {
         p50: percentile(&lat, 0.5),
         p99: percentile(&lat, 0.99),
         calls_per_s,
-        mb_per_s,
+        mb_per_s: echoes_per_s * (ECHO * 2) as f64 / 1e6,
     }
+}
+
+/// Calls per second, `total` calls made by `call`, `window` in flight.
+async fn windowed<F: std::future::Future<Output = ()>>(
+    total: usize,
+    window: usize,
+    call: impl Fn(u64) -> F,
+) -> f64 {
+    let t = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    let mut sent = 0;
+    while sent < total || !pending.is_empty() {
+        while sent < total && pending.len() < window {
+            pending.push(call(sent as u64));
+            sent += 1;
+        }
+        pending.next().await.unwrap();
+    }
+    total as f64 / t.elapsed().as_secs_f64()
+}
+
+async fn tether_figures(client: BenchClient, plan: &Plan) -> Figures {
+    let data = vec![0xa5_u8; ECHO];
+    let (client, data) = (&client, &data);
+    figures(
+        plan,
+        move |i| {
+            let call = client.add(i, 1);
+            async move { assert_eq!(call.await.unwrap(), i + 1) }
+        },
+        move || {
+            let call = client.echo(data.clone());
+            async move { assert_eq!(call.await.unwrap().len(), ECHO) }
+        },
+    )
+    .await
 }
 
 /// The latency floor: a raw length-delimited TCP echo, inline, of frames
@@ -227,44 +249,23 @@ async fn raw_multiplexed(plan: &Plan) -> Figures {
         async move { answer.await.unwrap().len() }
     };
     // The `add` call frame is 27 bytes; 8 of them here are the id.
-    for _ in 0..200 {
-        call(19).await;
-    }
-    let mut lat = Vec::with_capacity(plan.sequential);
-    for _ in 0..plan.sequential {
-        let t = Instant::now();
-        call(19).await;
-        lat.push(t.elapsed());
-    }
-    lat.sort();
-    let windowed = |total: usize, window: usize, payload: usize| {
-        let call = &call;
-        async move {
-            let t = Instant::now();
-            let mut pending = FuturesUnordered::new();
-            let mut sent = 0;
-            while sent < total || !pending.is_empty() {
-                while sent < total && pending.len() < window {
-                    pending.push(call(payload));
-                    sent += 1;
-                }
-                pending.next().await.unwrap();
-            }
-            total as f64 / t.elapsed().as_secs_f64()
-        }
-    };
-    let calls_per_s = windowed(plan.pipelined, IN_FLIGHT, 19).await;
-    let echoes_per_s = windowed(plan.echoes, ECHO_IN_FLIGHT, ECHO).await;
+    let f = figures(
+        plan,
+        |_| {
+            let reply = call(19);
+            async move { assert_eq!(reply.await, 27) }
+        },
+        || {
+            let reply = call(ECHO);
+            async move { assert_eq!(reply.await, ECHO + 8) }
+        },
+    )
+    .await;
     drop(tx);
     let _ = writer.await;
     reader.abort();
     server.abort();
-    Figures {
-        p50: percentile(&lat, 0.5),
-        p99: percentile(&lat, 0.99),
-        calls_per_s,
-        mb_per_s: echoes_per_s * (ECHO * 2) as f64 / 1e6,
-    }
+    f
 }
 
 #[tarpc::service]
@@ -310,46 +311,16 @@ async fn tarpc_figures(plan: &Plan) -> Figures {
     let transport = tarpc::serde_transport::new(Framed::new(stream, codec()), Bincode::default());
     let client = TarpcBenchClient::new(tarpc::client::Config::default(), transport).spawn();
     let ctx = tarpc::context::current;
-    for _ in 0..200 {
-        client.add(ctx(), 1, 2).await.unwrap();
-    }
-    let mut lat = Vec::with_capacity(plan.sequential);
-    for i in 0..plan.sequential as u64 {
-        let t = Instant::now();
-        assert_eq!(client.add(ctx(), i, 1).await.unwrap(), i + 1);
-        lat.push(t.elapsed());
-    }
-    lat.sort();
-    let t = Instant::now();
-    let mut pending = FuturesUnordered::new();
-    let mut sent = 0;
-    while sent < plan.pipelined || !pending.is_empty() {
-        while sent < plan.pipelined && pending.len() < IN_FLIGHT {
-            pending.push(client.add(ctx(), sent as u64, 1));
-            sent += 1;
-        }
-        pending.next().await.unwrap().unwrap();
-    }
-    let calls_per_s = plan.pipelined as f64 / t.elapsed().as_secs_f64();
     let data = vec![0xa5_u8; ECHO];
-    let t = Instant::now();
-    let mut pending = FuturesUnordered::new();
-    let mut sent = 0;
-    while sent < plan.echoes || !pending.is_empty() {
-        while sent < plan.echoes && pending.len() < ECHO_IN_FLIGHT {
-            pending.push(client.echo(ctx(), data.clone()));
-            sent += 1;
-        }
-        assert_eq!(pending.next().await.unwrap().unwrap().len(), ECHO);
-    }
-    let mb_per_s = (plan.echoes * ECHO * 2) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    let (c, data) = (&client, &data);
+    let f = figures(
+        plan,
+        move |i| async move { assert_eq!(c.add(ctx(), i, 1).await.unwrap(), i + 1) },
+        move || async move { assert_eq!(c.echo(ctx(), data.clone()).await.unwrap().len(), ECHO) },
+    )
+    .await;
     server.abort();
-    Figures {
-        p50: percentile(&lat, 0.5),
-        p99: percentile(&lat, 0.99),
-        calls_per_s,
-        mb_per_s,
-    }
+    f
 }
 
 fn codec() -> LengthDelimitedCodec {
