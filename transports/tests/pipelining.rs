@@ -455,3 +455,27 @@ async fn local_targets_pipeline_the_same_way() {
     })
     .await;
 }
+
+/// A oneway call made just before the last handle on its target goes: the
+/// Oneway abstraction sends it from a task of its own, after the drop, so
+/// the handle's Release (or the promise's Finish) must not overtake it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_oneway_call_is_not_lost_when_its_reference_is_dropped_at_once() {
+    let w = world(Duration::ZERO).await;
+    for _ in 0..20 {
+        let table = w.db.open_oneway().await.unwrap();
+        table.note(1).await.unwrap();
+        drop(table);
+    }
+    for _ in 0..20 {
+        let promise = w.db.open_oneway().pipeline();
+        let _ = promise.resolved().await.unwrap(); // the caller learns the view
+        promise.note(1).await.unwrap();
+        drop(promise);
+    }
+    eventually("every oneway note lands", || {
+        w.shared.log.notes.load(Ordering::SeqCst) == 40
+    })
+    .await;
+    w.to_server.close().await;
+}

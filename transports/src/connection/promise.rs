@@ -31,6 +31,9 @@ pub(crate) struct PromiseProxy {
     /// `None` until the answer arrives.
     resolution: watch::Sender<Option<Result<Ref, Error>>>,
     target: OnceLock<Target>,
+    /// This promise, for a call to hold until its frame is sent (its
+    /// Finish must not overtake a oneway call sent from a task of its own).
+    me: Weak<PromiseProxy>,
 }
 
 impl PromiseProxy {
@@ -78,6 +81,7 @@ impl PromiseProxy {
                 want,
                 resolution: watch::Sender::new(resolution),
                 target: OnceLock::new(),
+                me: me.clone(),
             }
         });
         Ref::from_invoke(promise)
@@ -85,13 +89,14 @@ impl PromiseProxy {
 
     /// A promise that failed before it was sent.
     fn failed(driver: &Arc<Driver>, e: Error, want: &'static InterfaceDescriptor) -> Ref {
-        Ref::from_invoke(Arc::new(PromiseProxy {
+        Ref::from_invoke(Arc::new_cyclic(|me| PromiseProxy {
             driver: Arc::clone(driver),
             question: None,
             index: 0,
             want,
             resolution: watch::Sender::new(Some(Err(e))),
             target: OnceLock::new(),
+            me: me.clone(),
         }))
     }
 
@@ -188,7 +193,9 @@ impl Invoke for PromiseProxy {
         let driver = Arc::clone(&self.driver);
         let to = self.address(question);
         let kind = self.kind(message.selector());
+        let alive = self.me.upgrade();
         Box::pin(async move {
+            let _alive = alive;
             let selector = (message.selector().id(), 0);
             let out = Prepared::new(&driver, message)?;
             if kind == AbstractionKind::Oneway {

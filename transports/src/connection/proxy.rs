@@ -30,6 +30,10 @@ pub(crate) struct Proxy {
     /// The view as the peer last described it; `None` until the first
     /// description arrives.
     view: watch::Sender<Option<Result<Arc<WireView>, String>>>,
+    /// This proxy, for a call to hold until its frame is sent: a oneway
+    /// call goes out from a task of its own, and the proxy's Release must
+    /// not overtake it.
+    me: std::sync::Weak<Proxy>,
 }
 
 /// The interface of a remote reference no typed stub has claimed yet.
@@ -46,7 +50,7 @@ impl Proxy {
         generation: Option<u64>,
         fingerprint: u64,
     ) -> Arc<Self> {
-        Arc::new(Proxy {
+        Arc::new_cyclic(|me| Proxy {
             driver: Arc::clone(driver),
             key,
             generation,
@@ -54,6 +58,7 @@ impl Proxy {
             interface: OnceLock::new(),
             target: OnceLock::new(),
             view: watch::Sender::new(None),
+            me: me.clone(),
         })
     }
 
@@ -203,7 +208,9 @@ impl Invoke for Proxy {
         let driver = Arc::clone(&self.driver);
         let key = self.key;
         let (kind, version) = self.kind_of(message.selector());
+        let alive = self.me.upgrade();
         Box::pin(async move {
+            let _alive = alive;
             let callee = Callee {
                 key,
                 selector: message.selector().id(),
