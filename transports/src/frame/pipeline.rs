@@ -120,6 +120,25 @@ struct To<'a> {
     refs: Cow<'a, [WireRef]>,
 }
 
+impl<'a> To<'a> {
+    /// The header of a frame to encode, borrowing its context and table.
+    fn of(
+        target: PipelineTarget,
+        selector: u32,
+        version: u32,
+        context: &'a WireContext,
+        refs: &'a [WireRef],
+    ) -> Self {
+        To {
+            target,
+            selector,
+            version,
+            context: Cow::Borrowed(context),
+            refs: Cow::Borrowed(refs),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct PipelineHeader<'a> {
     id: u64,
@@ -129,13 +148,13 @@ struct PipelineHeader<'a> {
 
 impl PipelineFrame {
     pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
-        let to = To {
-            target: self.target,
-            selector: self.selector,
-            version: self.version,
-            context: Cow::Borrowed(&self.context),
-            refs: Cow::Borrowed(&self.refs),
-        };
+        let to = To::of(
+            self.target,
+            self.selector,
+            self.version,
+            &self.context,
+            &self.refs,
+        );
         let header = PipelineHeader {
             id: self.id,
             keep: self.keep,
@@ -162,13 +181,13 @@ impl PipelineFrame {
 
 impl PipelineOnewayFrame {
     pub(super) fn encode(&self, tag: Tag, out: &mut BytesMut) -> Result<(), FrameError> {
-        let to = To {
-            target: self.target,
-            selector: self.selector,
-            version: self.version,
-            context: Cow::Borrowed(&self.context),
-            refs: Cow::Borrowed(&self.refs),
-        };
+        let to = To::of(
+            self.target,
+            self.selector,
+            self.version,
+            &self.context,
+            &self.refs,
+        );
         put_then(tag, out, &to, &self.args)
     }
 
