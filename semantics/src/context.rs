@@ -158,6 +158,9 @@ impl Context {
         self.extra.as_deref()
     }
 
+    /// The extra fields, to change; the setters call it only to set a
+    /// field or to clear one that is there, so that clearing the fields
+    /// of a fresh context allocates nothing.
     fn extra_mut(&mut self) -> &mut Extra {
         Arc::make_mut(self.extra.get_or_insert_with(Default::default))
     }
@@ -259,7 +262,9 @@ impl Context {
 
     /// Sets who calls.
     pub fn set_principal(&mut self, principal: Option<Principal>) {
-        self.extra_mut().principal = principal;
+        if principal.is_some() || self.extra.is_some() {
+            self.extra_mut().principal = principal;
+        }
     }
     /// Joins a call chain.
     pub fn set_chain(&mut self, chain: ChainId) {
@@ -267,13 +272,17 @@ impl Context {
     }
     /// Sets or clears the transaction.
     pub fn set_transaction(&mut self, transaction: Option<Transaction>) {
-        self.extra_mut().transaction = transaction;
+        if transaction.is_some() || self.extra.is_some() {
+            self.extra_mut().transaction = transaction;
+        }
     }
     /// Sets or clears the deadline. A deadline only ever gets earlier along
     /// a chain: use [`tighten_deadline`](Context::tighten_deadline) to keep
     /// that.
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.extra_mut().deadline = deadline;
+        if deadline.is_some() || self.extra.is_some() {
+            self.extra_mut().deadline = deadline;
+        }
     }
     /// Sets the deadline to `deadline` unless the current one is earlier.
     pub fn tighten_deadline(&mut self, deadline: Instant) {
@@ -282,7 +291,9 @@ impl Context {
     }
     /// Sets or clears the trace.
     pub fn set_trace(&mut self, trace: Option<TraceId>) {
-        self.extra_mut().trace = trace;
+        if trace.is_some() || self.extra.is_some() {
+            self.extra_mut().trace = trace;
+        }
     }
 
     /// Builder form of [`set_principal`](Context::set_principal).

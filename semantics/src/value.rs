@@ -651,7 +651,13 @@ impl Value {
         }
         if let Some(encoded) = self.as_encoded_payload_mut() {
             let args = encoded.take_with::<A>(decode)?;
-            *self = Value::unit();
+            // What the arguments arrived in is let go of now; the box stays
+            // (the reply replaces it), so taking them allocates nothing.
+            *encoded = Encoded {
+                bytes: Bytes::new(),
+                refs: Vec::new(),
+                decoded: OnceCell::new(),
+            };
             return Ok(args);
         }
         if self.0.payload_type_id() == TypeId::of::<Plain<A>>() {
