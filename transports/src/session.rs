@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tether_semantics::{Error, ErrorKind, Ref, ViewDescriptor};
 
 use crate::frame::{
@@ -305,6 +305,76 @@ struct Question {
     deadline: Option<Instant>,
 }
 
+/// The questions this side awaits answers to, by id, with a count of
+/// those that have a deadline: finding the next deadline then costs
+/// nothing while none has one, the usual case, however many are in
+/// flight.
+///
+/// The ids are this side's own, handed out in sequence (a peer's ids
+/// never key it), so a fast hash serves.
+#[derive(Default)]
+struct Questions {
+    by_id: rustc_hash::FxHashMap<u64, Question>,
+    with_deadline: usize,
+}
+
+impl Questions {
+    fn insert(&mut self, id: u64, question: Question) {
+        if question.deadline.is_some() {
+            self.with_deadline += 1;
+        }
+        if let Some(old) = self.by_id.insert(id, question) {
+            self.forget(old);
+        }
+    }
+
+    fn remove(&mut self, id: &u64) -> Option<Question> {
+        let question = self.by_id.remove(id)?;
+        self.forget(question);
+        Some(question)
+    }
+
+    fn forget(&mut self, question: Question) {
+        if question.deadline.is_some() {
+            self.with_deadline -= 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.with_deadline == 0 {
+            return None;
+        }
+        self.by_id.values().filter_map(|q| q.deadline).min()
+    }
+
+    /// The questions whose deadline has passed at `now`, oldest first.
+    fn expired(&self, now: Instant) -> Vec<u64> {
+        if self.with_deadline == 0 {
+            return Vec::new();
+        }
+        let mut expired: Vec<u64> = self
+            .by_id
+            .iter()
+            .filter(|(_, q)| q.deadline.is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort_unstable();
+        expired
+    }
+
+    /// Every question's id, oldest first; none is left.
+    fn drain(&mut self) -> Vec<u64> {
+        self.with_deadline = 0;
+        let mut ids: Vec<u64> = self.by_id.drain().map(|(id, _)| id).collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
 enum State {
     AwaitingHello { since: Instant },
     Open,
@@ -322,7 +392,7 @@ pub struct Session {
     next_key: u32,
     imports: HashMap<u32, Import>,
     next_generation: u64,
-    questions: HashMap<u64, Question>,
+    questions: Questions,
     next_question: u64,
     answers: HashSet<u64>,
     /// The peer's oneway calls running here, by a handle of this side's.
@@ -372,7 +442,7 @@ impl Session {
             next_key: 1,
             imports: HashMap::new(),
             next_generation: 1,
-            questions: HashMap::new(),
+            questions: Questions::default(),
             next_question: 1,
             answers: HashSet::new(),
             oneways: HashSet::new(),
@@ -506,8 +576,8 @@ impl Session {
             _ => None,
         };
         self.questions
-            .values()
-            .filter_map(|q| q.deadline)
+            .next_deadline()
+            .into_iter()
             .chain(hello)
             .chain(liveness)
             .min()
@@ -544,13 +614,7 @@ impl Session {
                 return;
             }
         }
-        let mut expired: Vec<u64> = self
-            .questions
-            .iter()
-            .filter(|(_, q)| q.deadline.is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        expired.sort_unstable();
+        let expired = self.questions.expired(now);
         for id in expired {
             self.questions.remove(&id);
             self.send(&Frame::Cancel(Cancel { id }));
@@ -1250,9 +1314,7 @@ impl Session {
             return;
         }
         self.state = State::Closed;
-        let mut questions: Vec<u64> = self.questions.drain().map(|(id, _)| id).collect();
-        questions.sort_unstable();
-        for id in questions {
+        for id in self.questions.drain() {
             let e = Error::new(
                 ErrorKind::Disconnected,
                 format!("the connection closed before the answer: {reason}"),
@@ -1493,9 +1555,7 @@ fn cut_to(text: &mut String, max: usize) {
 }
 
 fn encode(frame: &Frame) -> Result<Bytes, FrameError> {
-    let mut buf = BytesMut::new();
-    frame.encode(&mut buf)?;
-    Ok(buf.freeze())
+    frame.to_bytes()
 }
 
 /// A view's descriptor as the wire describes it.

@@ -262,6 +262,56 @@ impl Frame {
         }
     }
 
+    /// The frame, encoded, in a buffer of its own that fits it exactly
+    /// (what [`encode`](Frame::encode) appends).
+    ///
+    /// A frame of up to 16 KiB is encoded in a buffer this thread keeps
+    /// and copied out once, so that it costs one allocation; a larger one
+    /// is encoded in place, in a buffer of the size its payload says.
+    pub fn to_bytes(&self) -> Result<Bytes, FrameError> {
+        /// Larger frames are not copied; a buffer kept grows to no more.
+        const KEPT: usize = 16 * 1024;
+        /// Room for everything but the payload, in most frames.
+        const HEADER: usize = 64;
+        thread_local! {
+            static SCRATCH: std::cell::Cell<Option<BytesMut>> = const { std::cell::Cell::new(None) };
+        }
+        let hint = HEADER + self.payload_len();
+        if hint > KEPT {
+            let mut out = BytesMut::with_capacity(hint);
+            self.encode(&mut out)?;
+            return Ok(out.freeze());
+        }
+        let mut out = SCRATCH
+            .try_with(std::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| BytesMut::with_capacity(KEPT));
+        out.clear();
+        let encoded = self.encode(&mut out).map(|()| Bytes::copy_from_slice(&out));
+        if out.capacity() <= KEPT {
+            let _ = SCRATCH.try_with(|scratch| scratch.set(Some(out)));
+        }
+        encoded
+    }
+
+    /// The length of what the frame carries as it is (a call's arguments,
+    /// a result): most of its encoding, known before it is encoded.
+    fn payload_len(&self) -> usize {
+        match self {
+            Frame::Call(f) => f.args.len(),
+            Frame::Oneway(f) => f.args.len(),
+            Frame::Pipeline(f) => f.args.len(),
+            Frame::PipelineOneway(f) => f.args.len(),
+            Frame::Return(Return {
+                outcome: Outcome::Ok(_, value),
+                ..
+            }) => value.len(),
+            Frame::Extension { body, .. } => body.len(),
+            _ => 0,
+        }
+    }
+
     /// Reads one whole frame. Never panics, whatever the bytes.
     pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, FrameError> {
         if frame.len() > limits.max_frame {
@@ -301,11 +351,11 @@ impl Frame {
 
 /// Appends `value`, postcard-encoded.
 fn put<T: Serialize>(tag: Tag, out: &mut BytesMut, value: &T) -> Result<(), FrameError> {
-    let bytes = postcard::to_allocvec(value).map_err(|e| FrameError::Encode {
+    // Straight into `out`, which postcard takes by value and gives back.
+    *out = postcard::to_extend(value, std::mem::take(out)).map_err(|e| FrameError::Encode {
         tag,
         reason: e.to_string(),
     })?;
-    out.extend_from_slice(&bytes);
     Ok(())
 }
 
