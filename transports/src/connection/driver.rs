@@ -22,12 +22,15 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::{SinkExt, StreamExt};
+use rustc_hash::FxHashMap;
 use tether_semantics::{
     AbstractionKind, ActivationId, ChainId, Context, Error, ErrorKind, Node, NodeId, Principal,
     Ref, Selector, TraceId, Transaction, Value, Watcher,
@@ -90,11 +93,12 @@ pub(crate) struct Core {
     /// The proxy of each of the peer's exports this side holds, with the
     /// generation of its import.
     pub(crate) proxies: HashMap<u32, (u64, Weak<Proxy>)>,
-    /// Calls sent, by question id: where their replies go.
-    pub(crate) pending: HashMap<u64, Awaiting>,
+    /// Calls sent, by question id: where their replies go. The ids are
+    /// this side's own, so a fast hash serves.
+    pub(crate) pending: FxHashMap<u64, Awaiting>,
     /// Describes sent, by question id: the proxies that asked, in the
     /// order of the keys asked about.
-    describing: HashMap<u64, Vec<Weak<Proxy>>>,
+    describing: FxHashMap<u64, Vec<Weak<Proxy>>>,
     /// The peer's calls running here, by call id.
     running: HashMap<u64, AbortHandle>,
     /// The peer's oneway calls running here, by the session's handle.
@@ -133,8 +137,8 @@ impl Driver {
                     principal: None,
                     bootstrap: None,
                     proxies: HashMap::new(),
-                    pending: HashMap::new(),
-                    describing: HashMap::new(),
+                    pending: FxHashMap::default(),
+                    describing: FxHashMap::default(),
                     running: HashMap::new(),
                     running_oneway: HashMap::new(),
                     garbage: Vec::new(),
@@ -167,10 +171,17 @@ impl Driver {
     /// the lock released, drops what the session let go of, acts on the
     /// events it caused and wakes the writer.
     pub(crate) fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
-        let (out, events, garbage, released, exported, send) = {
+        let (out, (first, rest), garbage, released, exported, send) = {
             let mut core = self.lock();
             let out = f(&mut core);
-            let events: Vec<Event> = std::iter::from_fn(|| core.session.poll_event()).collect();
+            // Most operations cause no event and a frame read causes one:
+            // the first is kept apart, so that neither allocates.
+            let first = core.session.poll_event();
+            let rest: Vec<Event> = match first {
+                Some(_) => std::iter::from_fn(|| core.session.poll_event()).collect(),
+                None => Vec::new(),
+            };
+            let events = (first, rest);
             let garbage = std::mem::take(&mut core.garbage);
             let released = core.session.take_released();
             let send = core.session.has_transmit() || core.session.is_closed();
@@ -194,7 +205,7 @@ impl Driver {
         if send {
             self.wake_writer.notify_one();
         }
-        for event in events {
+        for event in first.into_iter().chain(rest) {
             self.act(event);
         }
         out
@@ -352,89 +363,35 @@ impl Driver {
     }
 
     /// Runs one of the peer's calls. Calls are admitted in the order they
-    /// arrived: the call is polled once here, in the driver, and only what
-    /// remains after its first pending point runs in a task of its own
-    /// (a spawned task may run after one spawned later). Its arguments,
-    /// view and filters are the call's: no lock is held.
+    /// arrived: the call enters its view and is polled once here, in the
+    /// driver, and only a call that is not done then runs on in a task of
+    /// its own (a spawned task may run after one spawned later). A call
+    /// that is done at once costs no task and no allocation of its own.
+    /// Its arguments, view and filters are the call's: no lock is held.
     pub(crate) fn run_call(self: &Arc<Self>, call: IncomingCall) {
-        let IncomingCall {
+        let (id, oneway, keep) = (call.id, call.oneway, call.keep);
+        // A filter that panics as the call enters its view still ends the
+        // call, and frees its place.
+        let admitted = match catch_unwind(AssertUnwindSafe(|| self.admit(call))) {
+            Ok(Some(admitted)) => admitted,
+            Ok(None) => return,
+            Err(_) => return self.finish(id, oneway, keep, Err(filters_panicked())),
+        };
+        let Admitted {
             id,
             oneway,
-            keep,
-            key,
-            target,
-            selector,
-            version,
-            context,
-            refs,
-            args,
-        } = call;
-        let refs = self.import_all(refs);
-        let driver = Arc::clone(self);
-        let work = async move {
-            let args = Value::encoded_with(args, refs);
-            let transaction = match context.transaction {
-                Some(tx) => match driver.two_phase.branch(&driver, tx) {
-                    Ok(branch) => Some(branch),
-                    Err(e) => {
-                        drop(args);
-                        return driver.finish(id, oneway, keep, Err(e));
-                    }
-                },
-                None => None,
-            };
-            let principal = driver.lock().principal.clone();
-            let context = wire_to_context(&context, principal, transaction);
-            let Some(method) = target.interface().method(selector) else {
-                let e = Error::new(
-                    ErrorKind::UnknownMethod,
-                    format!(
-                        "{} has no method with selector {selector:08x}",
-                        target.interface().name()
-                    ),
-                );
-                drop(args);
-                return driver.finish(id, oneway, keep, Err(e));
-            };
-            let served = target.serve(method.selector(), args, context);
-            if version != 0 && served.version != 0 && served.version != version {
-                // The caller went by an older description: tell it.
-                driver.with(|core| core.session.revised_key(key, served.version));
-            }
-            // Named for a log line only when one is written.
-            let (interface, name) = (target.interface().name(), method.name());
-            // A call to a method the view makes oneway (the caller went by
-            // an older description, or did not know): the caller must not
-            // wait, so it hears at once, and the call runs on as a oneway.
-            let (id, oneway) = match id {
-                Some(id) if served.kind == AbstractionKind::Oneway => match driver.as_oneway(id) {
-                    Some(handle) => (None, Some(handle)),
-                    None => return,
-                },
-                _ => (id, oneway),
-            };
-            let result = served.reply.await;
-            if let (None, Err(error)) = (id, &result) {
-                tracing::warn!(method = %format_args!("{interface}::{name}"), %error, "oneway call from a peer failed");
-            }
-            driver.finish(id, oneway, keep, result);
-        };
-        let panicked = Arc::clone(self);
-        let task = async move {
-            use futures_util::FutureExt;
-            if std::panic::AssertUnwindSafe(work)
-                .catch_unwind()
-                .await
-                .is_err()
-            {
-                // A filter panicked: the call still ends, and frees its place.
-                let e = Error::new(ErrorKind::Internal, "the call's filters panicked");
-                panicked.finish(id, oneway, keep, Err(e));
-            }
-        };
-        // Registered before it starts, so that a cancel or a close acted
-        // on meanwhile (by another thread) reaches it, and so that a call
-        // the view turns oneway moves among the oneway calls.
+            mut reply,
+            method,
+        } = admitted;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match catch_unwind(AssertUnwindSafe(|| reply.as_mut().poll(&mut cx))) {
+            Ok(Poll::Ready(result)) => return self.ended(id, oneway, keep, method, result),
+            Ok(Poll::Pending) => {}
+            Err(_) => return self.finish(id, oneway, keep, Err(filters_panicked())),
+        }
+        // Not done: it runs on in a task, registered first, so that a
+        // cancel or a close acted on meanwhile (by another thread) reaches
+        // it. One that was cancelled or closed already is dropped here.
         let (handle, registration) = AbortHandle::new_pair();
         let registered = {
             let mut core = self.lock();
@@ -450,12 +407,105 @@ impl Driver {
                 _ => false,
             }
         };
-        if registered {
-            let task = Abortable::new(task, registration);
-            let _ = tether_semantics::start_in_order(async move {
-                let _ = task.await;
-            });
+        if !registered {
+            return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("a call from a peer was dropped: no tokio runtime to run it on");
+            return;
+        };
+        let driver = Arc::clone(self);
+        runtime.spawn(Abortable::new(
+            async move {
+                use futures_util::FutureExt;
+                let result = AssertUnwindSafe(reply)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(filters_panicked()));
+                driver.ended(id, oneway, keep, method, result);
+            },
+            registration,
+        ));
+    }
+
+    /// Takes one of the peer's calls into its view: its arguments become
+    /// a value, its context is rebuilt, and the view's filters build its
+    /// reply. `None` if the call ended already (answered with an error, or
+    /// cancelled while it was turned oneway).
+    fn admit(self: &Arc<Self>, call: IncomingCall) -> Option<Admitted> {
+        let IncomingCall {
+            id,
+            oneway,
+            keep,
+            key,
+            target,
+            selector,
+            version,
+            context,
+            refs,
+            args,
+        } = call;
+        let refs = self.import_all(refs);
+        let args = Value::encoded_with(args, refs);
+        let transaction = match context.transaction {
+            Some(tx) => match self.two_phase.branch(self, tx) {
+                Ok(branch) => Some(branch),
+                Err(e) => {
+                    drop(args);
+                    self.finish(id, oneway, keep, Err(e));
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let principal = self.lock().principal.clone();
+        let context = wire_to_context(&context, principal, transaction);
+        let Some(method) = target.interface().method(selector) else {
+            let e = Error::new(
+                ErrorKind::UnknownMethod,
+                format!(
+                    "{} has no method with selector {selector:08x}",
+                    target.interface().name()
+                ),
+            );
+            drop(args);
+            self.finish(id, oneway, keep, Err(e));
+            return None;
+        };
+        let served = target.serve(method.selector(), args, context);
+        if version != 0 && served.version != 0 && served.version != version {
+            // The caller went by an older description: tell it.
+            self.with(|core| core.session.revised_key(key, served.version));
+        }
+        // A call to a method the view makes oneway (the caller went by an
+        // older description, or did not know): the caller must not wait,
+        // so it hears at once, and the call runs on as a oneway.
+        let (id, oneway) = match id {
+            Some(id) if served.kind == AbstractionKind::Oneway => (None, Some(self.as_oneway(id)?)),
+            _ => (id, oneway),
+        };
+        Some(Admitted {
+            id,
+            oneway,
+            reply: served.reply,
+            method: (target.interface().name(), method.name()),
+        })
+    }
+
+    /// A call of the peer's has its result: a oneway call's failure is
+    /// logged (nobody else hears of it), then the call is finished.
+    fn ended(
+        self: &Arc<Self>,
+        id: Option<u64>,
+        oneway: Option<u64>,
+        keep: bool,
+        (interface, name): (&'static str, &'static str),
+        result: Result<Value, Error>,
+    ) {
+        if let (None, Err(error)) = (id, &result) {
+            tracing::warn!(method = %format_args!("{interface}::{name}"), %error, "oneway call from a peer failed");
+        }
+        self.finish(id, oneway, keep, result);
     }
 
     /// Answers the peer's call `id` at once and moves it among the oneway
@@ -615,6 +665,22 @@ impl Watcher for Driver {
     }
 }
 
+/// One of the peer's calls, admitted into its view, not yet polled.
+struct Admitted {
+    /// The call's id, `None` for a oneway call (also one the view turned
+    /// oneway).
+    id: Option<u64>,
+    /// The session's handle of a oneway call.
+    oneway: Option<u64>,
+    reply: tether_semantics::BoxFuture<'static, Result<Value, Error>>,
+    /// `Interface`, `method`: named in a log line only when one is written.
+    method: (&'static str, &'static str),
+}
+
+fn filters_panicked() -> Error {
+    Error::new(ErrorKind::Internal, "the call's filters panicked")
+}
+
 /// The fingerprint of the interface `r` offers, as the peer is told it.
 pub(crate) fn fingerprint_of(r: &Ref) -> u64 {
     match proxy_of(r) {
@@ -630,11 +696,28 @@ pub(crate) fn encode(
     kind: ErrorKind,
     what: &str,
 ) -> Result<(Vec<Ref>, Bytes), Error> {
-    let mut bytes = Vec::new();
+    /// A value encoded in up to this many bytes is copied out of the
+    /// buffer this thread keeps (one allocation of its exact size); a
+    /// larger one keeps the buffer it grew in, which is not kept.
+    const KEPT: usize = 256 * 1024;
+    thread_local! {
+        static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut bytes = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
+    bytes.clear();
     let refs = value
         .encode(&mut bytes)
-        .map_err(|e| Error::new(kind, format!("the {what} cannot travel: {}", e.message())))?;
-    Ok((refs, Bytes::from(bytes)))
+        .map_err(|e| Error::new(kind, format!("the {what} cannot travel: {}", e.message())));
+    let out = if bytes.len() <= KEPT {
+        let out = Bytes::copy_from_slice(&bytes);
+        if bytes.capacity() <= KEPT {
+            let _ = SCRATCH.try_with(|scratch| scratch.set(bytes));
+        }
+        out
+    } else {
+        Bytes::from(bytes)
+    };
+    Ok((refs?, out))
 }
 
 pub(crate) fn disconnected(reason: &str) -> Error {
@@ -645,6 +728,15 @@ pub(crate) fn disconnected(reason: &str) -> Error {
 }
 
 async fn read_loop(driver: Arc<Driver>, mut stream: FrameStream) {
+    // One timer, set again only when the session must wake earlier than
+    // it is set for: the liveness deadline moves with every frame read,
+    // and moving a timer costs. One that fires early finds nothing due,
+    // and is set for the session's next deadline.
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
+    // Likewise one wait for a wake-up, made anew only once it has fired.
+    let mut woken = Box::pin(driver.wake_reader.notified());
     loop {
         let timeout = {
             let core = driver.lock();
@@ -653,12 +745,10 @@ async fn read_loop(driver: Arc<Driver>, mut stream: FrameStream) {
             }
             core.session.poll_timeout()
         };
-        let sleep = async {
-            match timeout {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        if let Some(at) = timeout.filter(|&at| armed.is_none_or(|armed| at < armed)) {
+            sleep.as_mut().reset(at.into());
+            armed = Some(at);
+        }
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(bytes)) => driver.with(|core| core.session.receive(bytes, Instant::now())),
@@ -670,8 +760,11 @@ async fn read_loop(driver: Arc<Driver>, mut stream: FrameStream) {
                 Some(Err(e)) => driver.with(|core| core.session.carrier_lost(format!("the carrier failed: {e}"))),
                 None => driver.with(|core| core.session.carrier_lost("the peer closed the connection".into())),
             },
-            () = sleep => driver.with(|core| core.session.handle_timeout(Instant::now())),
-            () = driver.wake_reader.notified() => {}
+            () = &mut sleep, if armed.is_some() => {
+                armed = None;
+                driver.with(|core| core.session.handle_timeout(Instant::now()));
+            }
+            () = &mut woken => woken.set(driver.wake_reader.notified()),
         }
         // Frames already buffered are read without touching the socket,
         // and each call now starts here (in order): without this, a peer
@@ -702,13 +795,11 @@ async fn write_loop(driver: Arc<Driver>, mut sink: FrameSink) {
         };
         let write = async {
             for frame in batch {
-                tokio::time::timeout(limit, sink.feed(frame))
+                within(limit, sink.feed(frame))
                     .await
-                    .map_err(|_| stalled())??;
+                    .ok_or_else(stalled)??;
             }
-            tokio::time::timeout(limit, sink.flush())
-                .await
-                .map_err(|_| stalled())?
+            within(limit, sink.flush()).await.ok_or_else(stalled)?
         };
         // Once the connection is closed, a write gets one second to finish.
         let give_up = async {
@@ -729,6 +820,18 @@ async fn write_loop(driver: Arc<Driver>, mut sink: FrameSink) {
         }
         driver.wake_writer.notified().await;
     }
+}
+
+/// `work`'s output, unless it takes longer than `limit`. A timer is set
+/// only if `work` has to wait: most writes go straight into the carrier's
+/// buffer, and a timer per frame would cost more than the write.
+async fn within<F: std::future::Future>(limit: Duration, work: F) -> Option<F::Output> {
+    use futures_util::FutureExt;
+    let mut work = std::pin::pin!(work);
+    if let Some(done) = work.as_mut().now_or_never() {
+        return Some(done);
+    }
+    tokio::time::timeout(limit, work).await.ok()
 }
 
 fn wire_to_context(
