@@ -12,7 +12,9 @@
 //! bincode, Nagle off like the others.
 //!
 //! `cargo bench -p tether-benches --bench carriers` (add `-- --quick` for a
-//! short run, `-- --tcp-only` to run Tether over TCP alone, for a profiler).
+//! short run, `-- --tcp-only` to run Tether over TCP alone, for a profiler;
+//! with `CALLS_ONLY=N` in the environment, `--tcp-only` makes only `N`
+//! calls of `add`, 64 in flight, and prints calls per second).
 //!
 //! Not a criterion bench: criterion reports means, and this bench reports
 //! percentiles of one latency distribution and sustained throughput, which
@@ -358,6 +360,21 @@ async fn tcp_only(plan: Plan) {
     let peer = tcp::connect(&node, l.local_addr(), Config::new())
         .await
         .unwrap();
+    if std::env::var_os("CALLS_ONLY").is_some() {
+        let client: BenchClient = peer.lookup("bench").await.unwrap();
+        let c = &client;
+        let n = std::env::var("CALLS_ONLY")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000_000);
+        let r = windowed(n, IN_FLIGHT, move |i| {
+            let call = c.add(i, 1);
+            async move { assert_eq!(call.await.unwrap(), i + 1) }
+        })
+        .await;
+        println!("{r}");
+        return;
+    }
     println!("{:?}", over(peer, &plan).await);
     l.close().await;
 }
