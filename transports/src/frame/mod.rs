@@ -351,12 +351,31 @@ impl Frame {
 
 /// Appends `value`, postcard-encoded.
 fn put<T: Serialize>(tag: Tag, out: &mut BytesMut, value: &T) -> Result<(), FrameError> {
-    // Straight into `out`, which postcard takes by value and gives back.
-    *out = postcard::to_extend(value, std::mem::take(out)).map_err(|e| FrameError::Encode {
+    postcard::serialize_with_flavor(value, Appending(out)).map_err(|e| FrameError::Encode {
         tag,
         reason: e.to_string(),
-    })?;
-    Ok(())
+    })
+}
+
+/// Where postcard writes a frame: straight onto its end.
+struct Appending<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for Appending<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.put_u8(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads a postcard value from the front of `body`; returns the rest.
