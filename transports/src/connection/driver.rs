@@ -696,25 +696,37 @@ pub(crate) fn encode(
     kind: ErrorKind,
     what: &str,
 ) -> Result<(Vec<Ref>, Bytes), Error> {
+    use std::cell::Cell;
     /// A value encoded in up to this many bytes is copied out of the
-    /// buffer this thread keeps (one allocation of its exact size); a
-    /// larger one keeps the buffer it grew in, which is not kept.
-    const KEPT: usize = 256 * 1024;
+    /// buffer this thread keeps, into one allocation of its exact size.
+    const SMALL: usize = 16 * 1024;
     thread_local! {
-        static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+        static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+        /// The size of the last large value this thread encoded: the next
+        /// is encoded in a buffer that size, so that it does not grow by
+        /// copies, and is handed on as it is, without one.
+        static LARGE: Cell<usize> = const { Cell::new(0) };
     }
-    let mut bytes = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
+    let mut bytes = SCRATCH.try_with(Cell::take).unwrap_or_default();
     bytes.clear();
+    let large = LARGE.try_with(Cell::get).unwrap_or(0);
+    if large > bytes.capacity() {
+        // Kept for small values: this one goes to a buffer of its own.
+        let _ = SCRATCH.try_with(|scratch| scratch.set(std::mem::take(&mut bytes)));
+        bytes = Vec::with_capacity(large);
+    }
     let refs = value
         .encode(&mut bytes)
         .map_err(|e| Error::new(kind, format!("the {what} cannot travel: {}", e.message())));
-    let out = if bytes.len() <= KEPT {
+    let out = if bytes.len() <= SMALL {
         let out = Bytes::copy_from_slice(&bytes);
-        if bytes.capacity() <= KEPT {
+        let _ = LARGE.try_with(|large| large.set(0));
+        if bytes.capacity() <= SMALL {
             let _ = SCRATCH.try_with(|scratch| scratch.set(bytes));
         }
         out
     } else {
+        let _ = LARGE.try_with(|large| large.set(bytes.len()));
         Bytes::from(bytes)
     };
     Ok((refs?, out))
