@@ -14,7 +14,8 @@
 //! `cargo bench -p tether-benches --bench carriers` (add `-- --quick` for a
 //! short run, `-- --tcp-only` to run Tether over TCP alone, for a profiler;
 //! with `CALLS_ONLY=N` in the environment, `--tcp-only` makes only `N`
-//! calls of `add`, 64 in flight, and prints calls per second).
+//! calls of `add`, 64 in flight, and prints calls per second; with
+//! `ECHOES_ONLY=N`, only `N` 64 KiB echoes, and prints MB/s).
 //!
 //! Not a criterion bench: criterion reports means, and this bench reports
 //! percentiles of one latency distribution and sustained throughput, which
@@ -360,19 +361,27 @@ async fn tcp_only(plan: Plan) {
     let peer = tcp::connect(&node, l.local_addr(), Config::new())
         .await
         .unwrap();
-    if std::env::var_os("CALLS_ONLY").is_some() {
+    let only = |name: &str| std::env::var(name).ok().and_then(|n| n.parse().ok());
+    if let Some(n) = only("CALLS_ONLY") {
         let client: BenchClient = peer.lookup("bench").await.unwrap();
         let c = &client;
-        let n = std::env::var("CALLS_ONLY")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1_000_000);
         let r = windowed(n, IN_FLIGHT, move |i| {
             let call = c.add(i, 1);
             async move { assert_eq!(call.await.unwrap(), i + 1) }
         })
         .await;
         println!("{r}");
+        return;
+    }
+    if let Some(n) = only("ECHOES_ONLY") {
+        let client: BenchClient = peer.lookup("bench").await.unwrap();
+        let (c, data) = (&client, &vec![0xa5_u8; ECHO]);
+        let r = windowed(n, ECHO_IN_FLIGHT, move |_| {
+            let call = c.echo(data.clone());
+            async move { assert_eq!(call.await.unwrap().len(), ECHO) }
+        })
+        .await;
+        println!("{}", r * (ECHO * 2) as f64 / 1e6);
         return;
     }
     println!("{:?}", over(peer, &plan).await);
