@@ -479,3 +479,29 @@ async fn a_oneway_call_is_not_lost_when_its_reference_is_dropped_at_once() {
     .await;
     w.to_server.close().await;
 }
+
+/// A promise's answer can be read on another thread before the promise
+/// has been fully made: it used to be taken for an answer nobody awaited,
+/// and the promise never resolved. Racy by nature, so tried many times
+/// (each bounded); on the old code one in a few hundred hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_comes_back_while_its_promise_is_made_is_not_lost() {
+    let w = world(Duration::ZERO).await;
+    for i in 0..2_000 {
+        // Names starting with `x` fail; the others resolve to a table.
+        let name = if i % 2 == 0 {
+            format!("x{i}")
+        } else {
+            format!("t{i}")
+        };
+        let table = w.db.open(name).pipeline();
+        let resolved = tokio::time::timeout(Duration::from_secs(5), table.resolved())
+            .await
+            .unwrap_or_else(|_| panic!("promise {i} never resolved"));
+        match resolved {
+            Err(e) => assert!(i % 2 == 0 && e.message().contains("no table named"), "{e}"),
+            Ok(_) => assert!(i % 2 == 1, "promise {i} resolved, but its call failed"),
+        }
+    }
+    w.to_server.close().await;
+}

@@ -38,7 +38,7 @@ use tether_semantics::{
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::config::{Authenticator, Config};
-use super::promise::PromiseProxy;
+use super::promise::PromisedAnswer;
 use super::proxy::{Proxy, proxy_of};
 use super::two_phase::TwoPhase;
 use super::{FrameSink, FrameStream};
@@ -81,7 +81,7 @@ pub(crate) enum Awaiting {
     /// A caller, for the reply.
     Reply(oneshot::Sender<Result<Value, Error>>),
     /// A promise, for the reference the answer holds.
-    Promise(Weak<PromiseProxy>),
+    Promise(Arc<PromisedAnswer>),
 }
 
 /// The tables the driver keeps beside the session.
@@ -295,19 +295,16 @@ impl Driver {
         let waiting = match pending {
             Some(Awaiting::Reply(tx)) => Some(tx),
             Some(Awaiting::Promise(promise)) => {
-                if let Some(promise) = promise.upgrade() {
-                    let resolution = match answer {
-                        Answer::Value(refs, _) => Ok(self.import_all(refs)),
-                        Answer::Error(e) => Err(e),
-                        Answer::Description(_) => Err(Error::new(
-                            ErrorKind::Internal,
-                            "a description answered a call",
-                        )),
-                    };
-                    promise.settle(resolution);
-                    return;
-                }
-                None
+                let resolution = match answer {
+                    Answer::Value(refs, _) => Ok(self.import_all(refs)),
+                    Answer::Error(e) => Err(e),
+                    Answer::Description(_) => Err(Error::new(
+                        ErrorKind::Internal,
+                        "a description answered a call",
+                    )),
+                };
+                promise.settle(resolution);
+                return;
             }
             None => None,
         };

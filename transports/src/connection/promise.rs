@@ -21,85 +21,18 @@ use super::driver::{Awaiting, Driver, Status, disconnected};
 use super::proxy::{Prepared, abstraction_of, proxy_of, reply};
 use crate::frame::PipelineTarget;
 
-/// A reference to the reference at `index` of the answer to `question`.
-pub(crate) struct PromiseProxy {
-    driver: Arc<Driver>,
-    /// `None` if the call could not be sent (then `resolution` says why).
-    question: Option<u64>,
-    index: u32,
-    want: &'static InterfaceDescriptor,
+/// Where the answer to a promise's question goes: shared by the promise
+/// and the driver's table of questions awaiting answers. The table holds
+/// it, not the promise, so that an answer read (on another thread) while
+/// the promise is still being made is not taken for one nobody awaits.
+pub(crate) struct PromisedAnswer {
     /// `None` until the answer arrives.
     resolution: watch::Sender<Option<Result<Ref, Error>>>,
-    target: OnceLock<Target>,
-    /// This promise, for a call to hold until its frame is sent (its
-    /// Finish must not overtake a oneway call sent from a task of its own).
-    me: Weak<PromiseProxy>,
+    index: u32,
+    want: &'static InterfaceDescriptor,
 }
 
-impl PromiseProxy {
-    /// Sends `message` to `to`, asking the peer to keep its answer, and
-    /// returns the promise of the reference at `index` of that answer.
-    pub(crate) fn send(
-        driver: &Arc<Driver>,
-        to: PipelineTarget,
-        version: u32,
-        message: Message,
-        index: u32,
-        want: &'static InterfaceDescriptor,
-    ) -> Ref {
-        let selector = message.selector().id();
-        let prepared = Prepared::new(driver, message);
-        let promise = Arc::new_cyclic(|me: &Weak<PromiseProxy>| {
-            let sent = prepared.and_then(|out| {
-                let deadline = out.deadline;
-                let id = driver.with(|core| {
-                    let id = core.session.pipeline(
-                        to,
-                        true,
-                        (selector, version),
-                        out.wire,
-                        out.refs,
-                        out.bytes,
-                        deadline,
-                    )?;
-                    core.pending.insert(id, Awaiting::Promise(me.clone()));
-                    Ok::<_, Error>(id)
-                })?;
-                if deadline.is_some() {
-                    driver.wake_reader.notify_one();
-                }
-                Ok(id)
-            });
-            let (question, resolution) = match sent {
-                Ok(id) => (Some(id), None),
-                Err(e) => (None, Some(Err(e))),
-            };
-            PromiseProxy {
-                driver: Arc::clone(driver),
-                question,
-                index,
-                want,
-                resolution: watch::Sender::new(resolution),
-                target: OnceLock::new(),
-                me: me.clone(),
-            }
-        });
-        Ref::from_invoke(promise)
-    }
-
-    /// A promise that failed before it was sent.
-    fn failed(driver: &Arc<Driver>, e: Error, want: &'static InterfaceDescriptor) -> Ref {
-        Ref::from_invoke(Arc::new_cyclic(|me| PromiseProxy {
-            driver: Arc::clone(driver),
-            question: None,
-            index: 0,
-            want,
-            resolution: watch::Sender::new(Some(Err(e))),
-            target: OnceLock::new(),
-            me: me.clone(),
-        }))
-    }
-
+impl PromisedAnswer {
     /// The answer arrived, its references imported: keeps the one at
     /// `index`. Called with no lock held (the others are dropped here).
     pub(crate) fn settle(&self, answer: Result<Vec<Ref>, Error>) {
@@ -119,11 +52,104 @@ impl PromiseProxy {
         });
         self.resolution.send_replace(Some(resolution));
     }
+}
+
+/// A reference to the reference at `index` of the answer to `question`.
+pub(crate) struct PromiseProxy {
+    driver: Arc<Driver>,
+    /// `None` if the call could not be sent (then `answer` says why).
+    question: Option<u64>,
+    index: u32,
+    want: &'static InterfaceDescriptor,
+    /// Where the answer goes; `None` in it until the answer arrives.
+    answer: Arc<PromisedAnswer>,
+    target: OnceLock<Target>,
+    /// This promise, for a call to hold until its frame is sent (its
+    /// Finish must not overtake a oneway call sent from a task of its own).
+    me: Weak<PromiseProxy>,
+}
+
+impl PromiseProxy {
+    /// Sends `message` to `to`, asking the peer to keep its answer, and
+    /// returns the promise of the reference at `index` of that answer.
+    pub(crate) fn send(
+        driver: &Arc<Driver>,
+        to: PipelineTarget,
+        version: u32,
+        message: Message,
+        index: u32,
+        want: &'static InterfaceDescriptor,
+    ) -> Ref {
+        let selector = message.selector().id();
+        let prepared = Prepared::new(driver, message);
+        let answer = Arc::new(PromisedAnswer {
+            resolution: watch::Sender::new(None),
+            index,
+            want,
+        });
+        let promise = Arc::new_cyclic(|me: &Weak<PromiseProxy>| {
+            let sent = prepared.and_then(|out| {
+                let deadline = out.deadline;
+                let id = driver.with(|core| {
+                    let id = core.session.pipeline(
+                        to,
+                        true,
+                        (selector, version),
+                        out.wire,
+                        out.refs,
+                        out.bytes,
+                        deadline,
+                    )?;
+                    core.pending
+                        .insert(id, Awaiting::Promise(Arc::clone(&answer)));
+                    Ok::<_, Error>(id)
+                })?;
+                if deadline.is_some() {
+                    driver.wake_reader.notify_one();
+                }
+                Ok(id)
+            });
+            let question = match sent {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    answer.resolution.send_replace(Some(Err(e)));
+                    None
+                }
+            };
+            PromiseProxy {
+                driver: Arc::clone(driver),
+                question,
+                index,
+                want,
+                answer,
+                target: OnceLock::new(),
+                me: me.clone(),
+            }
+        });
+        Ref::from_invoke(promise)
+    }
+
+    /// A promise that failed before it was sent.
+    fn failed(driver: &Arc<Driver>, e: Error, want: &'static InterfaceDescriptor) -> Ref {
+        Ref::from_invoke(Arc::new_cyclic(|me| PromiseProxy {
+            driver: Arc::clone(driver),
+            question: None,
+            index: 0,
+            want,
+            answer: Arc::new(PromisedAnswer {
+                resolution: watch::Sender::new(Some(Err(e))),
+                index: 0,
+                want,
+            }),
+            target: OnceLock::new(),
+            me: me.clone(),
+        }))
+    }
 
     /// What the promise is known to have resolved to: `Some(Err)` if it
     /// failed (the error to give calls through it).
     fn known(&self) -> Option<Result<Ref, Error>> {
-        match &*self.resolution.borrow() {
+        match &*self.answer.resolution.borrow() {
             Some(Ok(r)) => Some(Ok(r.clone())),
             Some(Err(e)) => Some(Err(broken_promise(e))),
             None => None,
@@ -253,7 +279,7 @@ impl Invoke for PromiseProxy {
     }
 
     fn resolved(&self) -> Option<BoxFuture<'static, Result<Ref, Error>>> {
-        let mut resolution = self.resolution.subscribe();
+        let mut resolution = self.answer.resolution.subscribe();
         let mut status = self.driver.status.subscribe();
         Some(Box::pin(async move {
             let closed = status.wait_for(|s| matches!(s, Status::Closed(_)));
