@@ -132,11 +132,29 @@ impl Peer {
     /// the connection is open.
     pub async fn bootstrap(&self) -> Result<Ref, Error> {
         self.opened().await?;
-        self.driver
-            .lock()
-            .bootstrap
-            .clone()
-            .ok_or_else(|| Error::new(ErrorKind::UnknownObject, "the peer offers no bootstrap"))
+        let (bootstrap, closed) = {
+            let core = self.driver.lock();
+            (core.bootstrap.clone(), core.session.is_closed())
+        };
+        match bootstrap {
+            Some(bootstrap) => Ok(bootstrap),
+            // It closed since it opened (the peer refused this side's
+            // credentials): say why, once the driver has.
+            None if closed => {
+                let mut status = self.driver.status.subscribe();
+                match status.wait_for(|s| matches!(s, Status::Closed(_))).await {
+                    Ok(status) => match &*status {
+                        Status::Closed(c) => Err(disconnected(&c.reason)),
+                        _ => Err(disconnected("the connection closed")),
+                    },
+                    Err(_) => Err(disconnected("the connection's driver stopped")),
+                }
+            }
+            None => Err(Error::new(
+                ErrorKind::UnknownObject,
+                "the peer offers no bootstrap",
+            )),
+        }
     }
 
     /// The sizes of the connection's tables.
