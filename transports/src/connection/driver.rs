@@ -41,7 +41,7 @@ use super::config::{Authenticator, Config};
 use super::promise::PromisedAnswer;
 use super::proxy::{Proxy, proxy_of};
 use super::two_phase::TwoPhase;
-use super::{FrameSink, FrameStream};
+use super::{FrameSink, FrameStream, within};
 use crate::frame::{MAX_LINEAGE, WireContext};
 use crate::session::{
     Answer, Closed, Event, Incoming, IncomingCall, OutgoingRef, Session, error_to_wire,
@@ -829,18 +829,6 @@ async fn write_loop(driver: Arc<Driver>, mut sink: FrameSink) {
         }
         driver.wake_writer.notified().await;
     }
-}
-
-/// `work`'s output, unless it takes longer than `limit`. A timer is set
-/// only if `work` has to wait: most writes go straight into the carrier's
-/// buffer, and a timer per frame would cost more than the write.
-async fn within<F: std::future::Future>(limit: Duration, work: F) -> Option<F::Output> {
-    use futures_util::FutureExt;
-    let mut work = std::pin::pin!(work);
-    if let Some(done) = work.as_mut().now_or_never() {
-        return Some(done);
-    }
-    tokio::time::timeout(limit, work).await.ok()
 }
 
 fn wire_to_context(

@@ -42,3 +42,18 @@ pub use peer::Peer;
 pub type FrameStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 /// Outgoing frames, as a carrier takes them.
 pub type FrameSink = Pin<Box<dyn Sink<Bytes, Error = io::Error> + Send>>;
+
+/// `work`'s output, unless it takes longer than `limit`. A timer is set
+/// only if `work` has to wait: most writes go straight into the carrier's
+/// buffer, and a timer per frame would cost more than the write.
+pub(crate) async fn within<F: std::future::Future>(
+    limit: std::time::Duration,
+    work: F,
+) -> Option<F::Output> {
+    use futures_util::FutureExt;
+    let mut work = std::pin::pin!(work);
+    if let Some(done) = work.as_mut().now_or_never() {
+        return Some(done);
+    }
+    tokio::time::timeout(limit, work).await.ok()
+}

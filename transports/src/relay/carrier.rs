@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::PollSender;
 
 use super::wire::{Credential, RelayFrame, ServerId};
-use crate::connection::{FrameSink, FrameStream};
+use crate::connection::{FrameSink, FrameStream, within};
 use crate::listener::{Peers, admit};
 use crate::{Config, Peer};
 
@@ -291,16 +291,25 @@ async fn mux(
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Bytes>();
     let write_timeout = config.write_timeout_or_default();
     let writer = async move {
-        loop {
-            let frame = tokio::select! {
+        'writing: loop {
+            let mut frame = tokio::select! {
                 biased;
                 Some(frame) = control_rx.recv() => frame,
                 Some(frame) = out_rx.recv() => frame,
                 else => break,
             };
-            match tokio::time::timeout(write_timeout, sink.send(frame)).await {
-                Ok(Ok(())) => {}
-                _ => break,
+            // What is queued by then goes out with it, in one flush.
+            loop {
+                if !matches!(within(write_timeout, sink.feed(frame)).await, Some(Ok(()))) {
+                    break 'writing;
+                }
+                match control_rx.try_recv().or_else(|_| out_rx.try_recv()) {
+                    Ok(queued) => frame = queued,
+                    Err(_) => break,
+                }
+            }
+            if !matches!(within(write_timeout, sink.flush()).await, Some(Ok(()))) {
+                break;
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
@@ -308,7 +317,7 @@ async fn mux(
 
     let reader = async {
         loop {
-            let frame = match tokio::time::timeout(RELAY_SILENCE, frames.next()).await {
+            let frame = match within(RELAY_SILENCE, frames.next()).await.ok_or(()) {
                 Err(_) => break format!("the relay said nothing for {RELAY_SILENCE:?}"),
                 Ok(None) => break "the relay closed the connection".to_string(),
                 Ok(Some(Err(e))) => break format!("the relay's connection failed: {e}"),

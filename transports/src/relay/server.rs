@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::wire::{Credential, RelayFrame, ServerId};
-use crate::connection::{FrameSink, FrameStream};
+use crate::connection::{FrameSink, FrameStream, within};
 use crate::frame::Tag;
 
 /// A relay's limits. The defaults suit a small deployment.
@@ -309,11 +309,23 @@ async fn writer(
     timeout: Duration,
     done: watch::Sender<bool>,
 ) {
-    while let Some((frame, charged)) = rx.recv().await {
-        let len = frame.len();
-        let sent = tokio::time::timeout(timeout, sink.send(frame)).await;
-        refund(&charged, len);
-        if !matches!(sent, Ok(Ok(()))) {
+    // Every frame queued by the time one is written goes out with it, in
+    // one flush: one write to the socket per burst, not one per frame.
+    'writing: while let Some(mut next) = rx.recv().await {
+        loop {
+            let (frame, charged) = next;
+            let len = frame.len();
+            let fed = within(timeout, sink.feed(frame)).await;
+            refund(&charged, len);
+            if !matches!(fed, Some(Ok(()))) {
+                break 'writing;
+            }
+            match rx.try_recv() {
+                Ok(queued) => next = queued,
+                Err(_) => break,
+            }
+        }
+        if !matches!(within(timeout, sink.flush()).await, Some(Ok(()))) {
             break;
         }
     }
@@ -419,7 +431,7 @@ async fn server(
     let mut silent = Duration::ZERO;
     let reason = loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(ping_after, frames.next()) => next,
+            next = within(ping_after, frames.next()) => next.ok_or(()),
             _ = write_failed.wait_for(|failed| *failed) => {
                 break "cannot write to the server within the write timeout".to_string();
             }
@@ -645,7 +657,7 @@ async fn client(
     let toward_server = Budget::new(config.max_queued_bytes);
     let reason = loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(config.idle_timeout, frames.next()) => next,
+            next = within(config.idle_timeout, frames.next()) => next.ok_or(()),
             _ = gone.changed() => break "the link is closed".to_string(),
             _ = write_failed.wait_for(|failed| *failed) => {
                 break "cannot write to the client within the write timeout".to_string();
