@@ -12,10 +12,10 @@
 //! bincode, Nagle off like the others.
 //!
 //! `cargo bench -p tether-benches --bench carriers` (add `-- --quick` for a
-//! short run, `-- --tcp-only` to run Tether over TCP alone, for a profiler;
-//! with `CALLS_ONLY=N` in the environment, `--tcp-only` makes only `N`
-//! calls of `add`, 64 in flight, and prints calls per second; with
-//! `ECHOES_ONLY=N`, only `N` 64 KiB echoes, and prints MB/s).
+//! short run, `-- --tcp-only` or `-- --ws-only` to run Tether over one
+//! carrier alone, for a profiler; with `CALLS_ONLY=N` in the environment,
+//! those make only `N` calls of `add`, 64 in flight, and print calls per
+//! second; with `ECHOES_ONLY=N`, only `N` 64 KiB echoes, and print MB/s).
 //!
 //! Not a criterion bench: criterion reports means, and this bench reports
 //! percentiles of one latency distribution and sustained throughput, which
@@ -361,6 +361,27 @@ async fn tcp_only(plan: Plan) {
     let peer = tcp::connect(&node, l.local_addr(), Config::new())
         .await
         .unwrap();
+    alone(peer, &plan).await;
+    l.close().await;
+}
+
+/// Tether over WebSocket alone, for a profiler (`-- --ws-only`).
+async fn ws_only(plan: Plan) {
+    let server = server_node();
+    let node = Node::new();
+    let l = ws::serve(&server, "127.0.0.1:0", Config::new())
+        .await
+        .unwrap();
+    let url = format!("ws://{}/", l.local_addr());
+    let peer = ws::connect(&node, &url, Config::new()).await.unwrap();
+    alone(peer, &plan).await;
+    l.close().await;
+}
+
+/// One carrier's figures; with `CALLS_ONLY=N` (or `ECHOES_ONLY=N`) in the
+/// environment, only that many calls of `add` (or 64 KiB echoes), and
+/// their rate.
+async fn alone(peer: Peer, plan: &Plan) {
     let only = |name: &str| std::env::var(name).ok().and_then(|n| n.parse().ok());
     if let Some(n) = only("CALLS_ONLY") {
         let client: BenchClient = peer.lookup("bench").await.unwrap();
@@ -371,9 +392,7 @@ async fn tcp_only(plan: Plan) {
         })
         .await;
         println!("{r}");
-        return;
-    }
-    if let Some(n) = only("ECHOES_ONLY") {
+    } else if let Some(n) = only("ECHOES_ONLY") {
         let client: BenchClient = peer.lookup("bench").await.unwrap();
         let (c, data) = (&client, &vec![0xa5_u8; ECHO]);
         let r = windowed(n, ECHO_IN_FLIGHT, move |_| {
@@ -382,10 +401,9 @@ async fn tcp_only(plan: Plan) {
         })
         .await;
         println!("{}", r * (ECHO * 2) as f64 / 1e6);
-        return;
+    } else {
+        println!("{:?}", over(peer, plan).await);
     }
-    println!("{:?}", over(peer, &plan).await);
-    l.close().await;
 }
 
 async fn run(plan: Plan) {
@@ -519,6 +537,8 @@ fn main() {
         .unwrap();
     if std::env::args().any(|a| a == "--tcp-only") {
         runtime.block_on(tcp_only(plan));
+    } else if std::env::args().any(|a| a == "--ws-only") {
+        runtime.block_on(ws_only(plan));
     } else {
         runtime.block_on(run(plan));
     }
