@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt, future};
 use tether_semantics::{Error, Node};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::ToSocketAddrs;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -51,10 +51,25 @@ use crate::connection::{FrameSink, FrameStream};
 use crate::listener::{Listener, admit, cannot_connect, serve_tcp};
 use crate::{Config, Peer};
 
-fn ws_config(config: &Config) -> WebSocketConfig {
+/// What one read from the socket takes at most: the stream is read
+/// through a buffer of this size, so that a burst of frames or a large one
+/// costs few reads.
+const SOCKET_READ: usize = 128 * 1024;
+
+/// What tungstenite reads from that buffer at a time. tungstenite zeroes
+/// the room it reads into on every read, so a read of a few bytes into
+/// its default of 128 KiB costs a 128 KiB `memset`: most of a small
+/// call's time. Reading through [`SOCKET_READ`]'s buffer keeps both.
+const MESSAGE_READ: usize = 8 * 1024;
+
+/// A connection's stream as tungstenite reads it.
+pub(crate) type Buffered = BufReader<TcpStream>;
+
+fn ws_config(max_frame: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .max_message_size(Some(config.max_frame_len()))
-        .max_frame_size(Some(config.max_frame_len()))
+        .read_buffer_size(MESSAGE_READ)
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame))
 }
 
 /// Listens on `addr` for WebSocket connections (any path) and serves each
@@ -77,9 +92,11 @@ pub async fn serve(node: &Node, addr: impl ToSocketAddrs, config: Config) -> io:
     .await
 }
 
-/// Where a WebSocket connection goes: a `ws://` or `wss://` URL, or, as
-/// for the other carriers, an address (`"127.0.0.1:7001"`, a
-/// `SocketAddr`), which means `ws://ADDR/`.
+/// Where a WebSocket connection goes: a `ws://` URL, or, as for the other
+/// carriers, an address (`"127.0.0.1:7001"`, a `SocketAddr`), which means
+/// `ws://ADDR/`. A `wss://` URL is kept as it is and refused by
+/// [`connect`]: this carrier has no TLS (put a TLS-terminating proxy in
+/// front, or use QUIC).
 pub trait Endpoint {
     /// The URL to connect to.
     fn url(self) -> String;
@@ -125,24 +142,52 @@ pub async fn connect(node: &Node, to: impl Endpoint, config: Config) -> Result<P
     request
         .headers_mut()
         .insert(PROTOCOL_HEADER, HeaderValue::from_static(SUBPROTOCOL));
-    let (ws, response) =
-        tokio_tungstenite::connect_async_with_config(request, Some(ws_config(&config)), true)
-            .await
-            .map_err(|e| cannot_connect(&url, &to_io(e)))?;
+    let stream = connect_tcp(&request)
+        .await
+        .map_err(|e| cannot_connect(&url, &e))?;
+    let (ws, response) = tokio_tungstenite::client_async_with_config(
+        request,
+        stream,
+        Some(ws_config(config.max_frame_len())),
+    )
+    .await
+    .map_err(|e| cannot_connect(&url, &to_io(e)))?;
     let selected = response.headers().get(PROTOCOL_HEADER);
     tracing::debug!(?selected, "WebSocket connected");
     Ok(over(node, ws, config))
 }
 
+/// The TCP connection a `ws://` request goes over, Nagle off, read
+/// through a buffer of [`SOCKET_READ`]. A `wss://` URL is refused: this
+/// build has no TLS for WebSocket (use a TLS-terminating proxy, or QUIC).
+async fn connect_tcp(
+    request: &tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> io::Result<Buffered> {
+    let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("only ws:// URLs are supported, not {uri}"),
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the URL names no host"))?;
+    // An IPv6 literal comes bracketed in a URL.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let stream = TcpStream::connect((host, uri.port_u16().unwrap_or(80))).await?;
+    stream.set_nodelay(true)?;
+    Ok(BufReader::with_capacity(SOCKET_READ, stream))
+}
+
 /// Accepts a WebSocket on `stream` (selecting the subprotocol when
 /// offered), within 10 s; `None` if the handshake fails.
 pub(crate) async fn accept(
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     max_frame: usize,
-) -> Option<WebSocketStream<tokio::net::TcpStream>> {
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(max_frame))
-        .max_frame_size(Some(max_frame));
+) -> Option<WebSocketStream<Buffered>> {
+    let stream = BufReader::with_capacity(SOCKET_READ, stream);
+    let config = ws_config(max_frame);
     let handshake =
         tokio_tungstenite::accept_hdr_async_with_config(stream, select_subprotocol, Some(config));
     match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {

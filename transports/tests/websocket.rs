@@ -57,3 +57,46 @@ async fn the_subprotocol_is_selected_when_offered_and_never_required() {
     peer.close().await;
     listener.close().await;
 }
+
+#[tokio::test]
+async fn urls_by_name_and_ipv6_connect_and_wss_is_refused_clearly() {
+    // An IPv6 literal, bracketed in the URL (where the machine has IPv6
+    // loopback at all).
+    match ws::serve(&Node::new(), "[::1]:0", Config::new()).await {
+        Ok(listener) => {
+            let port = listener.local_addr().port();
+            let url = format!("ws://[::1]:{port}/x");
+            let peer = ws::connect(&Node::new(), url, Config::new()).await.unwrap();
+            peer.opened().await.unwrap();
+            peer.close().await;
+            listener.close().await;
+        }
+        Err(e) => eprintln!("no IPv6 loopback here ({e}): the bracketed URL is not tried"),
+    }
+
+    let listener = ws::serve(&Node::new(), "127.0.0.1:0", Config::new())
+        .await
+        .unwrap();
+    let port = listener.local_addr().port();
+    // A host name.
+    let peer = ws::connect(
+        &Node::new(),
+        format!("ws://localhost:{port}/"),
+        Config::new(),
+    )
+    .await
+    .unwrap();
+    peer.opened().await.unwrap();
+    peer.close().await;
+
+    let e = ws::connect(
+        &Node::new(),
+        format!("wss://127.0.0.1:{port}/"),
+        Config::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_disconnected(), "{e}");
+    assert!(e.message().contains("only ws:// URLs"), "{e}");
+    listener.close().await;
+}
