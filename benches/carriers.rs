@@ -12,7 +12,7 @@
 //! bincode, Nagle off like the others.
 //!
 //! `cargo bench -p tether-benches --bench carriers` (add `-- --quick` for a
-//! short run, `-- --tcp-only` or `-- --ws-only` to run Tether over one
+//! short run, `-- --tcp-only`, `-- --ws-only` or `-- --quic-only` to run Tether over one
 //! carrier alone, for a profiler; with `CALLS_ONLY=N` in the environment,
 //! those make only `N` calls of `add`, 64 in flight, and print calls per
 //! second; with `ECHOES_ONLY=N`, only `N` 64 KiB echoes, and print MB/s).
@@ -378,6 +378,24 @@ async fn ws_only(plan: Plan) {
     l.close().await;
 }
 
+/// Tether over QUIC alone, for a profiler (`-- --quic-only`).
+async fn quic_only(plan: Plan) {
+    let server = server_node();
+    let node = Node::new();
+    let (cert, key) = quic::dev_certificate(&["localhost"]).unwrap();
+    let tls = quic::server_config(vec![cert.clone()], key).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let l = quic::serve(&server, addr, tls, Config::new())
+        .await
+        .unwrap();
+    let tls = quic::client_config(quic::trust(cert).unwrap()).unwrap();
+    let peer = quic::connect(&node, l.local_addr(), "localhost", tls, Config::new())
+        .await
+        .unwrap();
+    alone(peer, &plan).await;
+    l.close().await;
+}
+
 /// One carrier's figures; with `CALLS_ONLY=N` (or `ECHOES_ONLY=N`) in the
 /// environment, only that many calls of `add` (or 64 KiB echoes), and
 /// their rate.
@@ -539,6 +557,8 @@ fn main() {
         runtime.block_on(tcp_only(plan));
     } else if std::env::args().any(|a| a == "--ws-only") {
         runtime.block_on(ws_only(plan));
+    } else if std::env::args().any(|a| a == "--quic-only") {
+        runtime.block_on(quic_only(plan));
     } else {
         runtime.block_on(run(plan));
     }
