@@ -446,8 +446,8 @@ proptest! {
         id in any::<u64>(), key in any::<u32>(), selector in any::<u32>(),
         chain in any::<u64>(), tx in any::<Option<u64>>(), deadline in any::<Option<u64>>(), trace in any::<Option<u128>>(),
         version in any::<u32>(), lineage in proptest::collection::vec(any::<u64>(), 0..=32),
-        args in proptest::collection::vec(any::<u8>(), 0..128),
-        refs in proptest::collection::vec((any::<bool>(), any::<u32>(), any::<u64>()), 0..4),
+        args in proptest::collection::vec(any::<u8>(), 0..20_000),
+        refs in proptest::collection::vec((any::<bool>(), any::<u32>(), any::<u64>()), 0..40),
     ) {
         let refs = refs.into_iter().map(|(home, key, fingerprint)| if home {
             WireRef::Receiver { key }
@@ -460,6 +460,9 @@ proptest! {
             refs,
             args: Bytes::from(args),
         });
+        // `to_bytes` (a header on the stack, or, when long, straight onto
+        // the buffer; then copied out) writes what `encode` does.
+        prop_assert_eq!(frame.to_bytes().unwrap(), encode(&frame));
         prop_assert_eq!(Frame::decode(encode(&frame), &Limits::default()).unwrap(), frame);
     }
 

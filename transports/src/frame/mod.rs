@@ -351,10 +351,24 @@ impl Frame {
 
 /// Appends `value`, postcard-encoded.
 fn put<T: Serialize>(tag: Tag, out: &mut BytesMut, value: &T) -> Result<(), FrameError> {
-    postcard::serialize_with_flavor(value, Appending(out)).map_err(|e| FrameError::Encode {
+    let failed = |e: postcard::Error| FrameError::Encode {
         tag,
         reason: e.to_string(),
-    })
+    };
+    // Most headers fit on the stack, where postcard writes a byte with a
+    // bounds check and no more; a larger one (a long lineage, many
+    // references) goes straight onto `out`.
+    let mut stack = [0_u8; 256];
+    match postcard::to_slice(value, &mut stack) {
+        Ok(header) => {
+            out.extend_from_slice(header);
+            Ok(())
+        }
+        Err(postcard::Error::SerializeBufferFull) => {
+            postcard::serialize_with_flavor(value, Appending(out)).map_err(failed)
+        }
+        Err(e) => Err(failed(e)),
+    }
 }
 
 /// Where postcard writes a frame: straight onto its end.
