@@ -387,7 +387,9 @@ pub struct Session {
     state: State,
     bootstrap: Option<u32>,
     peer_max_frame: usize,
-    exports: HashMap<u32, Export>,
+    /// By key. The keys are this side's own, handed out in sequence (a
+    /// peer only names them), so a fast hash serves.
+    exports: rustc_hash::FxHashMap<u32, Export>,
     keys: HashMap<Ref, u32>,
     next_key: u32,
     imports: HashMap<u32, Import>,
@@ -437,7 +439,7 @@ impl Session {
             state: State::AwaitingHello { since: now },
             bootstrap: None,
             peer_max_frame: Limits::default().max_frame,
-            exports: HashMap::new(),
+            exports: rustc_hash::FxHashMap::default(),
             keys: HashMap::new(),
             next_key: 1,
             imports: HashMap::new(),
