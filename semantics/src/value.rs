@@ -1,7 +1,7 @@
 //! Values: arguments and results as they travel inside one node.
 
 use std::any::{Any, TypeId, type_name};
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::fmt;
 
 use bytes::Bytes;
@@ -31,6 +31,14 @@ use crate::Ref;
 /// assert!(args.try_args::<(u64,)>().unwrap_err().is_bad_arguments());
 /// ```
 pub struct Value(Box<dyn Payload>);
+
+thread_local! {
+    /// One call slot's allocation, kept after its result was taken (it
+    /// holds nothing then), for the next call this thread makes with the
+    /// same argument and result types: a stub's call then allocates one
+    /// box fewer.
+    static SPARE_SLOT: Cell<Option<Box<dyn Any>>> = const { Cell::new(None) };
+}
 
 /// What a [`Value`] can hold: a plain value, or a call slot.
 trait Payload: Any + Send {
@@ -613,11 +621,29 @@ impl Value {
         cloner: Option<fn(&A) -> Option<A>>,
         codec: &'static Codec<A, R>,
     ) -> Self {
-        Value(Box::new(Slot::<A, R> {
-            state: State::Args(args),
-            cloner,
-            codec,
-        }))
+        let spare = SPARE_SLOT.try_with(Cell::take).ok().flatten();
+        let slot = match spare.map(|spare| spare.downcast::<Slot<A, R>>()) {
+            Some(Ok(mut slot)) => {
+                *slot = Slot {
+                    state: State::Args(args),
+                    cloner,
+                    codec,
+                };
+                slot
+            }
+            other => {
+                // Another method's: it stays for its own next call.
+                if let Some(Err(spare)) = other {
+                    let _ = SPARE_SLOT.try_with(|kept| kept.set(Some(spare)));
+                }
+                Box::new(Slot::<A, R> {
+                    state: State::Args(args),
+                    cloner,
+                    codec,
+                })
+            }
+        };
+        Value(slot)
     }
 
     /// Takes the arguments out of a call slot (or a plain tuple); the
@@ -717,16 +743,19 @@ impl Value {
     ) -> Result<R, Self> {
         if self.0.payload_type_id() == TypeId::of::<Slot<A, R>>() {
             let any = self.0.into_any();
-            let Ok(slot) = any.downcast::<Slot<A, R>>() else {
+            let Ok(mut slot) = any.downcast::<Slot<A, R>>() else {
                 unreachable!("type id checked above")
             };
-            return match slot.state {
-                State::Result(r) => Ok(r),
-                state => Err(Value(Box::new(Slot::<A, R> {
-                    state,
-                    cloner: slot.cloner,
-                    codec: slot.codec,
-                }))),
+            return match std::mem::replace(&mut slot.state, State::Taken) {
+                State::Result(r) => {
+                    // Emptied, its allocation serves this thread's next call.
+                    let _ = SPARE_SLOT.try_with(|spare| spare.set(Some(slot)));
+                    Ok(r)
+                }
+                state => {
+                    slot.state = state;
+                    Err(Value(slot))
+                }
             };
         }
         let mut this = self;
@@ -759,6 +788,36 @@ mod tests {
         let v = v.put_result::<(u64, u64), u64>(5);
         assert_eq!(v.downcast_ref::<u64>(), Some(&5));
         assert_eq!(v.into_result::<(u64, u64), u64>().ok(), Some(5));
+    }
+
+    fn address(v: &Value) -> *const () {
+        let payload: &dyn Payload = v.0.as_ref();
+        (payload as *const dyn Payload).cast()
+    }
+
+    #[test]
+    fn a_call_slot_whose_result_was_taken_serves_the_next_call_of_its_types() {
+        // Each test runs on a thread of its own: the spare slot is this
+        // test's.
+        let first = Value::call::<(u64, u64), u64>((1, 2), None);
+        let at = address(&first);
+        let first = first.put_result::<(u64, u64), u64>(3);
+        assert_eq!(first.into_result::<(u64, u64), u64>().ok(), Some(3));
+
+        // The same types: the same allocation, holding the new arguments.
+        let mut second = Value::call::<(u64, u64), u64>((4, 5), None);
+        assert_eq!(address(&second), at);
+        assert_eq!(second.take_args::<(u64, u64), u64>().ok(), Some((4, 5)));
+
+        // Other types leave it for the next call of its own.
+        let other = Value::call::<(String,), String>(("x".into(),), None);
+        assert_ne!(address(&other), at);
+        let second = second.put_result::<(u64, u64), u64>(9);
+        assert_eq!(second.into_result::<(u64, u64), u64>().ok(), Some(9));
+        let third = Value::call::<(u64, u64), u64>((6, 7), None);
+        assert_eq!(address(&third), at);
+        assert_eq!(third.args::<(u64, u64)>(), Some(&(6, 7)));
+        drop(other);
     }
 
     #[test]
