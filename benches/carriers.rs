@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
-use tether::transports::{Config, Peer, quic, relay, tcp, ws};
+use tether::transports::{Config, Listener, Peer, quic, relay, tcp, ws};
 use tether::{Node, View};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -351,47 +351,49 @@ async fn over(peer: Peer, plan: &Plan) -> Figures {
     f
 }
 
-/// Tether over TCP alone, for a profiler (`-- --tcp-only`).
-async fn tcp_only(plan: Plan) {
-    let server = server_node();
-    let node = Node::new();
-    let l = tcp::serve(&server, "127.0.0.1:0", Config::new())
+/// A listener of `server`'s over TCP and a connection to it from `node`.
+async fn tcp_peer(server: &Node, node: &Node) -> (Listener, Peer) {
+    let l = tcp::serve(server, "127.0.0.1:0", Config::new())
         .await
         .unwrap();
-    let peer = tcp::connect(&node, l.local_addr(), Config::new())
+    let peer = tcp::connect(node, l.local_addr(), Config::new())
         .await
         .unwrap();
-    alone(peer, &plan).await;
-    l.close().await;
+    (l, peer)
 }
 
-/// Tether over WebSocket alone, for a profiler (`-- --ws-only`).
-async fn ws_only(plan: Plan) {
-    let server = server_node();
-    let node = Node::new();
-    let l = ws::serve(&server, "127.0.0.1:0", Config::new())
+/// The same over WebSocket.
+async fn ws_peer(server: &Node, node: &Node) -> (Listener, Peer) {
+    let l = ws::serve(server, "127.0.0.1:0", Config::new())
         .await
         .unwrap();
     let url = format!("ws://{}/", l.local_addr());
-    let peer = ws::connect(&node, &url, Config::new()).await.unwrap();
-    alone(peer, &plan).await;
-    l.close().await;
+    let peer = ws::connect(node, &url, Config::new()).await.unwrap();
+    (l, peer)
 }
 
-/// Tether over QUIC alone, for a profiler (`-- --quic-only`).
-async fn quic_only(plan: Plan) {
-    let server = server_node();
-    let node = Node::new();
+/// The same over QUIC, with a development certificate.
+async fn quic_peer(server: &Node, node: &Node) -> (Listener, Peer) {
     let (cert, key) = quic::dev_certificate(&["localhost"]).unwrap();
     let tls = quic::server_config(vec![cert.clone()], key).unwrap();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let l = quic::serve(&server, addr, tls, Config::new())
-        .await
-        .unwrap();
+    let l = quic::serve(server, addr, tls, Config::new()).await.unwrap();
     let tls = quic::client_config(quic::trust(cert).unwrap()).unwrap();
-    let peer = quic::connect(&node, l.local_addr(), "localhost", tls, Config::new())
+    let peer = quic::connect(node, l.local_addr(), "localhost", tls, Config::new())
         .await
         .unwrap();
+    (l, peer)
+}
+
+/// Tether over one carrier alone, for a profiler (`-- --tcp-only`,
+/// `--ws-only`, `--quic-only`).
+async fn carrier_only(carrier: &str, plan: Plan) {
+    let (server, node) = (server_node(), Node::new());
+    let (l, peer) = match carrier {
+        "ws" => ws_peer(&server, &node).await,
+        "quic" => quic_peer(&server, &node).await,
+        _ => tcp_peer(&server, &node).await,
+    };
     alone(peer, &plan).await;
     l.close().await;
 }
@@ -431,39 +433,15 @@ async fn run(plan: Plan) {
     let mux = raw_multiplexed(&plan).await;
     let tarpc_f = tarpc_figures(&plan).await;
 
-    let l = tcp::serve(&server, "127.0.0.1:0", Config::new())
-        .await
-        .unwrap();
-    let tcp_f = over(
-        tcp::connect(&node, l.local_addr(), Config::new())
-            .await
-            .unwrap(),
-        &plan,
-    )
-    .await;
+    let (l, peer) = tcp_peer(&server, &node).await;
+    let tcp_f = over(peer, &plan).await;
     l.close().await;
 
-    let l = ws::serve(&server, "127.0.0.1:0", Config::new())
-        .await
-        .unwrap();
-    let url = format!("ws://{}/", l.local_addr());
-    let ws_f = over(
-        ws::connect(&node, &url, Config::new()).await.unwrap(),
-        &plan,
-    )
-    .await;
+    let (l, peer) = ws_peer(&server, &node).await;
+    let ws_f = over(peer, &plan).await;
     l.close().await;
 
-    let (cert, key) = quic::dev_certificate(&["localhost"]).unwrap();
-    let tls = quic::server_config(vec![cert.clone()], key).unwrap();
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let l = quic::serve(&server, addr, tls, Config::new())
-        .await
-        .unwrap();
-    let tls = quic::client_config(quic::trust(cert).unwrap()).unwrap();
-    let peer = quic::connect(&node, l.local_addr(), "localhost", tls, Config::new())
-        .await
-        .unwrap();
+    let (l, peer) = quic_peer(&server, &node).await;
     let quic_f = over(peer, &plan).await;
     l.close().await;
 
@@ -553,12 +531,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    if std::env::args().any(|a| a == "--tcp-only") {
-        runtime.block_on(tcp_only(plan));
-    } else if std::env::args().any(|a| a == "--ws-only") {
-        runtime.block_on(ws_only(plan));
-    } else if std::env::args().any(|a| a == "--quic-only") {
-        runtime.block_on(quic_only(plan));
+    let only = ["tcp", "ws", "quic"]
+        .into_iter()
+        .find(|c| std::env::args().any(|a| a == format!("--{c}-only")));
+    if let Some(carrier) = only {
+        runtime.block_on(carrier_only(carrier, plan));
     } else {
         runtime.block_on(run(plan));
     }
