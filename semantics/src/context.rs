@@ -158,11 +158,17 @@ impl Context {
         self.extra.as_deref()
     }
 
-    /// The extra fields, to change; the setters call it only to set a
-    /// field or to clear one that is there, so that clearing the fields
-    /// of a fresh context allocates nothing.
     fn extra_mut(&mut self) -> &mut Extra {
         Arc::make_mut(self.extra.get_or_insert_with(Default::default))
+    }
+
+    /// Sets (or clears) the extra field `field` picks. Clearing a field of
+    /// a context that has no extra fields leaves it without: a fresh
+    /// context allocates nothing.
+    fn set_extra<T>(&mut self, value: Option<T>, field: fn(&mut Extra) -> &mut Option<T>) {
+        if value.is_some() || self.extra.is_some() {
+            *field(self.extra_mut()) = value;
+        }
     }
 
     /// Who calls; `None` is anonymous.
@@ -262,9 +268,7 @@ impl Context {
 
     /// Sets who calls.
     pub fn set_principal(&mut self, principal: Option<Principal>) {
-        if principal.is_some() || self.extra.is_some() {
-            self.extra_mut().principal = principal;
-        }
+        self.set_extra(principal, |extra| &mut extra.principal);
     }
     /// Joins a call chain.
     pub fn set_chain(&mut self, chain: ChainId) {
@@ -272,17 +276,13 @@ impl Context {
     }
     /// Sets or clears the transaction.
     pub fn set_transaction(&mut self, transaction: Option<Transaction>) {
-        if transaction.is_some() || self.extra.is_some() {
-            self.extra_mut().transaction = transaction;
-        }
+        self.set_extra(transaction, |extra| &mut extra.transaction);
     }
     /// Sets or clears the deadline. A deadline only ever gets earlier along
     /// a chain: use [`tighten_deadline`](Context::tighten_deadline) to keep
     /// that.
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        if deadline.is_some() || self.extra.is_some() {
-            self.extra_mut().deadline = deadline;
-        }
+        self.set_extra(deadline, |extra| &mut extra.deadline);
     }
     /// Sets the deadline to `deadline` unless the current one is earlier.
     pub fn tighten_deadline(&mut self, deadline: Instant) {
@@ -291,9 +291,7 @@ impl Context {
     }
     /// Sets or clears the trace.
     pub fn set_trace(&mut self, trace: Option<TraceId>) {
-        if trace.is_some() || self.extra.is_some() {
-            self.extra_mut().trace = trace;
-        }
+        self.set_extra(trace, |extra| &mut extra.trace);
     }
 
     /// Builder form of [`set_principal`](Context::set_principal).

@@ -272,6 +272,7 @@ impl<T: Any + Send> Payload for Plain<T> {
 /// A value as it arrived from another node: postcard bytes, decoded when
 /// its type is known (by the skeleton for arguments, by the stub for a
 /// result), and the references the bytes index (see [`crate::travel`]).
+#[derive(Default)]
 struct Encoded {
     bytes: Bytes,
     refs: Vec<Ref>,
@@ -621,14 +622,15 @@ impl Value {
         cloner: Option<fn(&A) -> Option<A>>,
         codec: &'static Codec<A, R>,
     ) -> Self {
+        let fresh = Slot::<A, R> {
+            state: State::Args(args),
+            cloner,
+            codec,
+        };
         let spare = SPARE_SLOT.try_with(Cell::take).ok().flatten();
         let slot = match spare.map(|spare| spare.downcast::<Slot<A, R>>()) {
             Some(Ok(mut slot)) => {
-                *slot = Slot {
-                    state: State::Args(args),
-                    cloner,
-                    codec,
-                };
+                *slot = fresh;
                 slot
             }
             other => {
@@ -636,11 +638,7 @@ impl Value {
                 if let Some(Err(spare)) = other {
                     let _ = SPARE_SLOT.try_with(|kept| kept.set(Some(spare)));
                 }
-                Box::new(Slot::<A, R> {
-                    state: State::Args(args),
-                    cloner,
-                    codec,
-                })
+                Box::new(fresh)
             }
         };
         Value(slot)
@@ -679,11 +677,7 @@ impl Value {
             let args = encoded.take_with::<A>(decode)?;
             // What the arguments arrived in is let go of now; the box stays
             // (the reply replaces it), so taking them allocates nothing.
-            *encoded = Encoded {
-                bytes: Bytes::new(),
-                refs: Vec::new(),
-                decoded: OnceCell::new(),
-            };
+            *encoded = Encoded::default();
             return Ok(args);
         }
         if self.0.payload_type_id() == TypeId::of::<Plain<A>>() {
