@@ -24,12 +24,11 @@ use std::collections::HashMap;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::{AbortHandle, Abortable};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rustc_hash::FxHashMap;
 use tether_semantics::{
     AbstractionKind, ActivationId, ChainId, Context, Error, ErrorKind, Node, NodeId, Principal,
@@ -380,10 +379,9 @@ impl Driver {
             mut reply,
             method,
         } = admitted;
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match catch_unwind(AssertUnwindSafe(|| reply.as_mut().poll(&mut cx))) {
-            Ok(Poll::Ready(result)) => return self.ended(id, oneway, keep, method, result),
-            Ok(Poll::Pending) => {}
+        match catch_unwind(AssertUnwindSafe(|| reply.as_mut().now_or_never())) {
+            Ok(Some(result)) => return self.ended(id, oneway, keep, method, result),
+            Ok(None) => {}
             Err(_) => return self.finish(id, oneway, keep, Err(filters_panicked())),
         }
         // Not done: it runs on in a task, registered first, so that a
@@ -414,7 +412,6 @@ impl Driver {
         let driver = Arc::clone(self);
         runtime.spawn(Abortable::new(
             async move {
-                use futures_util::FutureExt;
                 let result = AssertUnwindSafe(reply)
                     .catch_unwind()
                     .await
@@ -707,14 +704,13 @@ pub(crate) fn encode(
         /// copies, and is handed on as it is, without one.
         static LARGE: Cell<usize> = const { Cell::new(0) };
     }
-    let mut bytes = SCRATCH.try_with(Cell::take).unwrap_or_default();
+    // After a large value, the next goes to a buffer of its own that size;
+    // the kept one stays for small values.
+    let mut bytes = match LARGE.try_with(Cell::get).unwrap_or(0) {
+        0 => SCRATCH.try_with(Cell::take).unwrap_or_default(),
+        large => Vec::with_capacity(large),
+    };
     bytes.clear();
-    let large = LARGE.try_with(Cell::get).unwrap_or(0);
-    if large > bytes.capacity() {
-        // Kept for small values: this one goes to a buffer of its own.
-        let _ = SCRATCH.try_with(|scratch| scratch.set(std::mem::take(&mut bytes)));
-        bytes = Vec::with_capacity(large);
-    }
     let refs = value
         .encode(&mut bytes)
         .map_err(|e| Error::new(kind, format!("the {what} cannot travel: {}", e.message())));

@@ -33,6 +33,18 @@ pub(crate) struct PromisedAnswer {
 }
 
 impl PromisedAnswer {
+    fn new(
+        resolution: Option<Result<Ref, Error>>,
+        index: u32,
+        want: &'static InterfaceDescriptor,
+    ) -> Arc<Self> {
+        Arc::new(PromisedAnswer {
+            resolution: watch::Sender::new(resolution),
+            index,
+            want,
+        })
+    }
+
     /// The answer arrived, its references imported: keeps the one at
     /// `index`. Called with no lock held (the others are dropped here).
     pub(crate) fn settle(&self, answer: Result<Vec<Ref>, Error>) {
@@ -59,9 +71,8 @@ pub(crate) struct PromiseProxy {
     driver: Arc<Driver>,
     /// `None` if the call could not be sent (then `answer` says why).
     question: Option<u64>,
-    index: u32,
-    want: &'static InterfaceDescriptor,
-    /// Where the answer goes; `None` in it until the answer arrives.
+    /// Where the answer goes (`None` in it until the answer arrives), and
+    /// which reference of it the promise is for.
     answer: Arc<PromisedAnswer>,
     target: OnceLock<Target>,
     /// This promise, for a call to hold until its frame is sent (its
@@ -82,11 +93,7 @@ impl PromiseProxy {
     ) -> Ref {
         let selector = message.selector().id();
         let prepared = Prepared::new(driver, message);
-        let answer = Arc::new(PromisedAnswer {
-            resolution: watch::Sender::new(None),
-            index,
-            want,
-        });
+        let answer = PromisedAnswer::new(None, index, want);
         let promise = Arc::new_cyclic(|me: &Weak<PromiseProxy>| {
             let sent = prepared.and_then(|out| {
                 let deadline = out.deadline;
@@ -119,8 +126,6 @@ impl PromiseProxy {
             PromiseProxy {
                 driver: Arc::clone(driver),
                 question,
-                index,
-                want,
                 answer,
                 target: OnceLock::new(),
                 me: me.clone(),
@@ -134,13 +139,7 @@ impl PromiseProxy {
         Ref::from_invoke(Arc::new_cyclic(|me| PromiseProxy {
             driver: Arc::clone(driver),
             question: None,
-            index: 0,
-            want,
-            answer: Arc::new(PromisedAnswer {
-                resolution: watch::Sender::new(Some(Err(e))),
-                index: 0,
-                want,
-            }),
+            answer: PromisedAnswer::new(Some(Err(e)), 0, want),
             target: OnceLock::new(),
             me: me.clone(),
         }))
@@ -170,8 +169,8 @@ impl PromiseProxy {
     fn address(&self, question: u64) -> PipelineTarget {
         PipelineTarget::Answer {
             question,
-            index: self.index,
-            fingerprint: self.want.fingerprint(),
+            index: self.answer.index,
+            fingerprint: self.answer.want.fingerprint(),
         }
     }
 }
@@ -191,14 +190,14 @@ impl Drop for PromiseProxy {
 
 impl Invoke for PromiseProxy {
     fn interface(&self) -> &'static InterfaceDescriptor {
-        self.want
+        self.answer.want
     }
 
     fn target(&self) -> Target {
         self.target
             .get_or_init(|| {
                 let node = self.driver.lock().peer_node.unwrap_or(NodeId(0));
-                Target::remote(node, ObjectId(0), "(promise)", self.want)
+                Target::remote(node, ObjectId(0), "(promise)", self.answer.want)
             })
             .clone()
     }
@@ -275,7 +274,11 @@ impl Invoke for PromiseProxy {
     }
 
     fn conform(&self, want: &'static InterfaceDescriptor) -> Result<(), Error> {
-        check_fingerprint(self.want.name(), self.want.fingerprint(), want)
+        check_fingerprint(
+            self.answer.want.name(),
+            self.answer.want.fingerprint(),
+            want,
+        )
     }
 
     fn resolved(&self) -> Option<BoxFuture<'static, Result<Ref, Error>>> {
