@@ -65,10 +65,7 @@ async fn urls_by_name_and_ipv6_connect_and_wss_is_refused_clearly() {
     match ws::serve(&Node::new(), "[::1]:0", Config::new()).await {
         Ok(listener) => {
             let port = listener.local_addr().port();
-            let url = format!("ws://[::1]:{port}/x");
-            let peer = ws::connect(&Node::new(), url, Config::new()).await.unwrap();
-            peer.opened().await.unwrap();
-            peer.close().await;
+            opens(format!("ws://[::1]:{port}/x")).await;
             listener.close().await;
         }
         Err(e) => eprintln!("no IPv6 loopback here ({e}): the bracketed URL is not tried"),
@@ -79,15 +76,7 @@ async fn urls_by_name_and_ipv6_connect_and_wss_is_refused_clearly() {
         .unwrap();
     let port = listener.local_addr().port();
     // A host name.
-    let peer = ws::connect(
-        &Node::new(),
-        format!("ws://localhost:{port}/"),
-        Config::new(),
-    )
-    .await
-    .unwrap();
-    peer.opened().await.unwrap();
-    peer.close().await;
+    opens(format!("ws://localhost:{port}/")).await;
 
     let e = ws::connect(
         &Node::new(),
@@ -99,4 +88,11 @@ async fn urls_by_name_and_ipv6_connect_and_wss_is_refused_clearly() {
     assert!(e.is_disconnected(), "{e}");
     assert!(e.message().contains("only ws:// URLs"), "{e}");
     listener.close().await;
+}
+
+/// Connects to `url` and sees the connection open.
+async fn opens(url: String) {
+    let peer = ws::connect(&Node::new(), url, Config::new()).await.unwrap();
+    peer.opened().await.unwrap();
+    peer.close().await;
 }
